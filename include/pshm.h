@@ -1,0 +1,401 @@
+/*
+ * pshm.h — named shared memory blocks, a resource tracker, a manager server
+ * and CPython-compatible shareable lists, for C.
+ *
+ * This header is the whole public API. Every function that can fail returns
+ * an int: 0 (or a documented non-negative value) on success, a negative
+ * PSHM_E* code on failure. After a failure, pshm_last_error() gives a message
+ * for the calling thread that names the call and the block or address
+ * involved, e.g.  attach "psm_1a2b3c4d": no such shared memory block
+ *
+ * Thread safety: every function may be called from any thread. A handle
+ * (pshm_block, pshm_list, pshm_manager) may be read from several threads at
+ * once (buf, size, name, get, len, ...); pshm_list_set and the manager calls
+ * lock internally, so they too may be shared. What must not overlap with any
+ * other use of the same handle is its end of life: close, free, shutdown,
+ * disconnect. The library's global state (the tracker link) is locked and
+ * survives fork().
+ */
+#ifndef PSHM_H
+#define PSHM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(__GNUC__)
+#define PSHM_API __attribute__((visibility("default")))
+#else
+#define PSHM_API
+#endif
+
+#define PSHM_VERSION_MAJOR 0
+#define PSHM_VERSION_MINOR 1
+#define PSHM_VERSION_PATCH 0
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * Error codes. The first group are negated errno values, so a code can be
+ * compared with -errno; the second group are pshm's own and lie outside the
+ * errno range.
+ */
+typedef enum pshm_error {
+    PSHM_OK = 0,
+    PSHM_ENOENT = -2,    /* no such shared memory block (or name, or item) */
+    PSHM_EACCES = -13,   /* permission denied */
+    PSHM_EEXIST = -17,   /* a block with that name already exists */
+    PSHM_EINVAL = -22,   /* an argument is invalid (NULL, bad flags, ...) */
+
+    PSHM_EBADNAME = -1001,  /* name empty, too long, or holds NUL or '/' */
+    PSHM_EBADSIZE = -1002,  /* size 0 when creating, or too large */
+    PSHM_ELIMIT = -1003,    /* a system limit: descriptors, memory, /dev/shm space */
+    PSHM_ECLOSED = -1004,   /* the handle was closed (or the block unlinked) */
+    PSHM_ERANGE = -1005,    /* list index out of range */
+    PSHM_ETOOBIG = -1006,   /* value exceeds the item's allocated storage */
+    PSHM_ECORRUPT = -1007,  /* block is not a well-formed shareable list */
+    PSHM_ETYPE = -1008,     /* the item has the wrong type for the call */
+    PSHM_ESYNTAX = -1009,   /* a literal could not be parsed */
+    PSHM_EAUTH = -1010,     /* manager authentication failed (wrong key) */
+    PSHM_EPROTO = -1011,    /* manager protocol violation or version mismatch */
+    PSHM_ECONN = -1012,     /* manager connection failed or was lost */
+    PSHM_EADDR = -1013,     /* bad manager address */
+    PSHM_ENOTFOUND = -1014, /* value not in the list (pshm_list_index) */
+    PSHM_ESYS = -1015       /* another system call failure; see the message */
+} pshm_error;
+
+/* Static text for an error code; never NULL. */
+PSHM_API const char *pshm_strerror(int code);
+
+/*
+ * The message of the most recent failure in the calling thread: the call,
+ * the block name or address, and the reason. Valid until the next pshm call
+ * in this thread. Empty string if no call has failed yet.
+ */
+PSHM_API const char *pshm_last_error(void);
+
+/* ------------------------------------------------------------------------ */
+/* Blocks                                                                    */
+/* ------------------------------------------------------------------------ */
+
+/* Flags for pshm_block_create / pshm_block_attach (and lists). */
+enum pshm_flags {
+    /* Do not register the block with the resource tracker (CPython's
+     * track=False). Tracking is on by default. */
+    PSHM_UNTRACKED = 1u << 0,
+    /* Attach only: map the block read-only (PROT_READ on an O_RDONLY
+     * descriptor); writes through buf fault. */
+    PSHM_READONLY = 1u << 1,
+    /* Pre-fault every page of the mapping now (MAP_POPULATE), so the first
+     * touch of each page later costs no page fault. */
+    PSHM_POPULATE = 1u << 2
+};
+
+/* Longest block name accepted, without the leading '/'. */
+#define PSHM_NAME_MAX 255
+/* Length of a generated name: "psm_" + 8 hex digits, as CPython makes them. */
+#define PSHM_RANDOM_NAME_LEN 12
+
+typedef struct pshm_block pshm_block;
+
+/*
+ * Create a new block of `size` bytes (size > 0), exclusively: an existing
+ * name is PSHM_EEXIST, never an attach. `name` NULL picks a fresh random
+ * "psm_XXXXXXXX" name (retrying on collision). A leading '/' in `name` is
+ * accepted and ignored. The block has mode 0600 and is zero-filled.
+ * On success *out is a mapped, read-write handle.
+ */
+PSHM_API int pshm_block_create(pshm_block **out, const char *name, size_t size,
+                               unsigned flags);
+
+/*
+ * Attach to an existing block by name. Its size is read from the block.
+ * PSHM_READONLY maps it read-only. A failed attach never alters the block.
+ */
+PSHM_API int pshm_block_attach(pshm_block **out, const char *name, unsigned flags);
+
+/* The mapped bytes; NULL after close. */
+PSHM_API void *pshm_block_buf(const pshm_block *b);
+/* Size in bytes as read from the block; kept after close. */
+PSHM_API size_t pshm_block_size(const pshm_block *b);
+/* Name without the leading '/', as CPython reports it; kept after close. */
+PSHM_API const char *pshm_block_name(const pshm_block *b);
+/* Whether the handle is still open (mapped). */
+PSHM_API bool pshm_block_is_open(const pshm_block *b);
+
+/*
+ * Release this handle's mapping and descriptor; the block itself stays. A
+ * second close is a no-op returning 0. The handle object stays valid (name
+ * and size remain) until pshm_block_free.
+ */
+PSHM_API int pshm_block_close(pshm_block *b);
+
+/*
+ * Remove the block's name, so no new process can attach; mappings already
+ * made stay valid. Works before or after close. A second unlink through the
+ * same handle fails with PSHM_ENOENT. The tracker forgets the block.
+ */
+PSHM_API int pshm_block_unlink(pshm_block *b);
+
+/* Close (if still open) and free the handle. NULL is a no-op. */
+PSHM_API void pshm_block_free(pshm_block *b);
+
+/* Remove a block by name (without needing a handle). */
+PSHM_API int pshm_unlink(const char *name);
+
+/* What pshm_block_stat reports about a block, without mapping it. */
+typedef struct pshm_block_info {
+    char name[PSHM_NAME_MAX + 1]; /* without the leading '/' */
+    uint64_t size;
+    uint32_t mode; /* permission bits, e.g. 0600 */
+    uint32_t uid;
+    uint32_t gid;
+} pshm_block_info;
+
+/* Describe the block `name`. */
+PSHM_API int pshm_block_stat(const char *name, pshm_block_info *info);
+
+/*
+ * Call `fn` for each block this user can see (every name in the system's
+ * shared memory directory), in no particular order. Stops early and returns
+ * fn's value if fn returns non-zero.
+ */
+PSHM_API int pshm_block_foreach(int (*fn)(const pshm_block_info *info, void *arg),
+                                void *arg);
+
+/* ------------------------------------------------------------------------ */
+/* Values: the items a shareable list holds                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef enum pshm_type {
+    PSHM_NONE = 0,
+    PSHM_INT,   /* int64_t */
+    PSHM_FLOAT, /* double */
+    PSHM_BOOL,
+    PSHM_STR,   /* UTF-8 text, not NUL-terminated in the list */
+    PSHM_BYTES
+} pshm_type;
+
+/*
+ * A tagged value. For PSHM_STR and PSHM_BYTES, `s.ptr`/`s.len` describe the
+ * bytes; whoever filled the value says who owns them (see each call).
+ */
+typedef struct pshm_value {
+    pshm_type type;
+    union {
+        int64_t i;
+        double f;
+        bool b;
+        struct {
+            const char *ptr;
+            size_t len;
+        } s;
+    } u;
+} pshm_value;
+
+static inline pshm_value pshm_none(void) { pshm_value v = {PSHM_NONE, {0}}; return v; }
+static inline pshm_value pshm_int(int64_t i) { pshm_value v = {PSHM_INT, {0}}; v.u.i = i; return v; }
+static inline pshm_value pshm_float(double f) { pshm_value v = {PSHM_FLOAT, {0}}; v.u.f = f; return v; }
+static inline pshm_value pshm_bool(bool b) { pshm_value v = {PSHM_BOOL, {0}}; v.u.b = b; return v; }
+static inline pshm_value pshm_strn(const char *p, size_t n)
+{
+    pshm_value v = {PSHM_STR, {0}};
+    v.u.s.ptr = p;
+    v.u.s.len = n;
+    return v;
+}
+/* A NUL-terminated C string as a str value. */
+PSHM_API pshm_value pshm_str(const char *s);
+static inline pshm_value pshm_bytes(const void *p, size_t n)
+{
+    pshm_value v = {PSHM_BYTES, {0}};
+    v.u.s.ptr = (const char *)p;
+    v.u.s.len = n;
+    return v;
+}
+
+/*
+ * Python's equality between two values: numbers compare by value across
+ * int, float and bool (1 == 1.0 == True; NaN equals nothing), str equals
+ * only str, bytes only bytes, None only None.
+ */
+PSHM_API bool pshm_value_equal(const pshm_value *a, const pshm_value *b);
+
+/*
+ * Python's repr() of a value, e.g. 42, -273.154, 'howdy', b'HoWdY', None,
+ * True, inf. *out is malloc'd and NUL-terminated; the caller frees it.
+ * A str that is not valid UTF-8 is PSHM_ECORRUPT.
+ */
+PSHM_API int pshm_value_repr(const pshm_value *v, char **out);
+
+/*
+ * Parse a Python literal (42, -1.5, 1e300, inf, -inf, nan, 'text', "text",
+ * b'bytes', None, True, False; string escapes as Python writes them) into
+ * *out. For str/bytes the bytes are malloc'd and owned by *out: release them
+ * with pshm_value_free. Anything else is PSHM_ESYNTAX.
+ */
+PSHM_API int pshm_value_parse(const char *literal, pshm_value *out);
+
+/* Free the bytes of a value filled by pshm_value_parse; other values: no-op. */
+PSHM_API void pshm_value_free(pshm_value *v);
+
+/* ------------------------------------------------------------------------ */
+/* Shareable lists (CPython's ShareableList layout, byte for byte)           */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pshm_list pshm_list;
+
+/*
+ * Create a list holding copies of values[0..n-1] in a new block (name NULL =
+ * random name). str and bytes items get their encoded length rounded up to
+ * a multiple of 8 with at least one spare byte; an item over the 8-character
+ * format limit (9,999,991 bytes) is PSHM_ETOOBIG. n may be 0. Flags as for
+ * pshm_block_create.
+ */
+PSHM_API int pshm_list_create(pshm_list **out, const char *name,
+                              const pshm_value *values, size_t n, unsigned flags);
+
+/* Attach to an existing list; the layout is validated (PSHM_ECORRUPT). */
+PSHM_API int pshm_list_attach(pshm_list **out, const char *name, unsigned flags);
+
+/* Close the list's block and free the handle. NULL is a no-op. */
+PSHM_API void pshm_list_free(pshm_list *l);
+
+/* The underlying block (CPython's .shm). Owned by the list: do not free. */
+PSHM_API pshm_block *pshm_list_block(const pshm_list *l);
+
+PSHM_API size_t pshm_list_len(const pshm_list *l);
+
+/*
+ * Read item `index` (negative counts from the end). For str and bytes,
+ * out->u.s points into the block itself (no copy), trailing NUL bytes
+ * stripped exactly as CPython strips them; the pointer stays valid until
+ * the list is freed, but its bytes change if any process sets the item.
+ */
+PSHM_API int pshm_list_get(const pshm_list *l, int64_t index, pshm_value *out);
+
+/*
+ * Like pshm_list_get, but str/bytes are copied into buf (cap bytes) and
+ * out->u.s.ptr points at buf. A buffer too small is PSHM_ETOOBIG; the
+ * length needed is then in out->u.s.len.
+ */
+PSHM_API int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out,
+                                void *buf, size_t cap);
+
+/*
+ * The raw allocated bytes of item `index`, NULs included (CPython's gh-106939
+ * workaround: store a sentinel byte after values that may end in NUL).
+ */
+PSHM_API int pshm_list_raw(const pshm_list *l, int64_t index, const void **ptr,
+                           size_t *allocated);
+
+/*
+ * Store v at `index`. The item may change type; a str/bytes value must fit
+ * the item's allocated storage, else PSHM_ETOOBIG and the item is unchanged.
+ * Format and back-transform code are written as CPython writes them.
+ */
+PSHM_API int pshm_list_set(pshm_list *l, int64_t index, pshm_value v);
+
+/* Number of items equal to v under pshm_value_equal. */
+PSHM_API int pshm_list_count(const pshm_list *l, const pshm_value *v, size_t *count);
+
+/* First index of an item equal to v, or PSHM_ENOTFOUND. */
+PSHM_API int pshm_list_index(const pshm_list *l, const pshm_value *v, size_t *index);
+
+/* The concatenated struct format, identical to Python's .format (malloc'd). */
+PSHM_API int pshm_list_format(const pshm_list *l, char **out);
+
+/* Text identical to Python's repr() of the list (malloc'd). */
+PSHM_API int pshm_list_repr(const pshm_list *l, char **out);
+
+/*
+ * Atomic operations on an int item (PSHM_ETYPE otherwise). Atomic against
+ * other pshm_list_add/cas calls in any process. Nothing else is atomic:
+ * set and get of str/bytes may tear if processes race without a lock.
+ */
+/* *old (may be NULL) receives the value before the add; wraps on overflow. */
+PSHM_API int pshm_list_add(pshm_list *l, int64_t index, int64_t delta, int64_t *old);
+/* Returns 1 if swapped, 0 if not (then *expected holds the current value). */
+PSHM_API int pshm_list_cas(pshm_list *l, int64_t index, int64_t *expected,
+                           int64_t desired);
+
+/* ------------------------------------------------------------------------ */
+/* Manager: a server process that owns blocks                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct pshm_manager pshm_manager;
+
+/* Length of a generated authkey, and the longest accepted. */
+#define PSHM_AUTHKEY_LEN 32
+#define PSHM_AUTHKEY_MAX 256
+
+/*
+ * Start a manager server process. `address` is "unix:PATH", "tcp:HOST:PORT"
+ * (port 0 picks a free one; loopback hosts only) or NULL for a fresh Unix
+ * socket in a private directory. key/keylen NULL/0 makes a fresh random key.
+ * If this process dies without shutdown, the server unlinks everything it
+ * owns and exits.
+ */
+PSHM_API int pshm_manager_start(pshm_manager **out, const char *address,
+                                const void *key, size_t keylen);
+
+/* Connect to a running manager by address and key. */
+PSHM_API int pshm_manager_connect(pshm_manager **out, const char *address,
+                                  const void *key, size_t keylen);
+
+/* The server's address, as accepted by pshm_manager_connect. */
+PSHM_API const char *pshm_manager_address(const pshm_manager *m);
+/* The authkey (pointer into the handle). */
+PSHM_API const void *pshm_manager_authkey(const pshm_manager *m, size_t *len);
+
+/* Ask the server to create a block; *out is an attached, untracked handle. */
+PSHM_API int pshm_manager_block(pshm_manager *m, size_t size, pshm_block **out);
+/* Ask the server to create a list; *out is attached, untracked. */
+PSHM_API int pshm_manager_list(pshm_manager *m, const pshm_value *values, size_t n,
+                               pshm_list **out);
+/* Names the server owns: *names is a malloc'd array of malloc'd strings;
+ * release with pshm_names_free. */
+PSHM_API int pshm_manager_names(pshm_manager *m, char ***names, size_t *count);
+PSHM_API void pshm_names_free(char **names, size_t count);
+/* Unlink one block the server owns, and forget it. */
+PSHM_API int pshm_manager_release(pshm_manager *m, const char *name);
+
+/*
+ * Tell the server to unlink every block it owns and exit; frees the handle
+ * (also on error). If this handle started the server, waits for it to exit.
+ */
+PSHM_API int pshm_manager_shutdown(pshm_manager *m);
+
+/* Close the connection and free the handle; the server keeps running. */
+PSHM_API void pshm_manager_disconnect(pshm_manager *m);
+
+/*
+ * Run a manager server in the calling process until a client asks for
+ * shutdown or SIGTERM/SIGINT arrives; then unlink every block it owns and
+ * return 0. ready(address, arg) is called once the server listens (may be
+ * NULL). This is what pshm_manager_start runs in its child process and what
+ * `pshm manager serve` runs in the foreground.
+ */
+PSHM_API int pshm_manager_serve(const char *address, const void *key, size_t keylen,
+                                void (*ready)(const char *address, void *arg),
+                                void *arg);
+
+/*
+ * The scoped pattern (Python's `with SharedMemoryManager() as smm`): start a
+ * manager, call fn(m, arg), then shut it down whatever fn returned. Returns
+ * fn's value, or the start/shutdown error.
+ */
+PSHM_API int pshm_manager_with(const char *address, const void *key, size_t keylen,
+                               int (*fn)(pshm_manager *m, void *arg), void *arg);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PSHM_H */

@@ -1,0 +1,423 @@
+/*
+ * block.c — named shared memory blocks: create, attach, close, unlink.
+ *
+ * A block is a POSIX shared memory object (shm_open) mapped MAP_SHARED. Two
+ * things go beyond the bare calls, both cheap: every open handle holds a
+ * shared flock on its block (the tracker's proof that someone still uses
+ * it, released by the kernel on close, exit or SIGKILL), and every handle
+ * remembers the block's device and inode, so unlink never removes a newer
+ * block that reuses the name.
+ */
+#include "internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+/* How often a random name may collide before create gives up. */
+#define RANDOM_NAME_TRIES 64
+
+static pthread_mutex_t global = PTHREAD_MUTEX_INITIALIZER;
+static pshm_block *open_head;
+static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
+
+void global_lock(void) { pthread_mutex_lock(&global); }
+void global_unlock(void) { pthread_mutex_unlock(&global); }
+static void install_atfork(void) { pthread_atfork(global_lock, global_unlock, global_unlock); }
+
+pshm_block *open_handles(void)
+{
+    return open_head;
+}
+
+void drop_inherited_blocks(void)
+{
+    for (pshm_block *b = open_head; b != NULL; b = b->open_next)
+        munmap(b->buf, b->size);
+    open_head = NULL;
+}
+
+static void open_list_add(pshm_block *b)
+{
+    b->open_prev = NULL;
+    b->open_next = open_head;
+    if (open_head != NULL)
+        open_head->open_prev = b;
+    open_head = b;
+}
+
+static void open_list_remove(pshm_block *b)
+{
+    if (b->open_prev != NULL)
+        b->open_prev->open_next = b->open_next;
+    else
+        open_head = b->open_next;
+    if (b->open_next != NULL)
+        b->open_next->open_prev = b->open_prev;
+    b->open_prev = b->open_next = NULL;
+}
+
+int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 1])
+{
+    if (name == NULL)
+        return err_set(PSHM_EBADNAME, "%s: block name is NULL", what);
+    const char *bare = name[0] == '/' ? name + 1 : name;
+    size_t len = strlen(bare);
+    if (len == 0)
+        return err_set(PSHM_EBADNAME, "%s \"%s\": block name is empty", what, name);
+    if (len > PSHM_NAME_MAX)
+        return err_set(PSHM_EBADNAME, "%s \"%.40s...\": block name is longer than %d bytes",
+                       what, name, PSHM_NAME_MAX);
+    if (strchr(bare, '/') != NULL)
+        return err_set(PSHM_EBADNAME, "%s \"%s\": block name may not contain '/' "
+                       "(except one leading)", what, name);
+    if (strcmp(bare, ".") == 0 || strcmp(bare, "..") == 0)
+        return err_set(PSHM_EBADNAME, "%s \"%s\": not a block name", what, name);
+    memcpy(out, bare, len + 1);
+    return 0;
+}
+
+/* shm_open wants the leading slash. */
+static int shm_open_bare(const char *bare, int oflag)
+{
+    char path[PSHM_NAME_MAX + 2];
+    path[0] = '/';
+    memcpy(path + 1, bare, strlen(bare) + 1);
+    return shm_open(path, oflag | O_CLOEXEC | O_NOFOLLOW, 0600);
+}
+
+static int shm_unlink_bare(const char *bare)
+{
+    char path[PSHM_NAME_MAX + 2];
+    path[0] = '/';
+    memcpy(path + 1, bare, strlen(bare) + 1);
+    return shm_unlink(path);
+}
+
+static pshm_block *block_new(unsigned flags)
+{
+    pshm_block *b = calloc(1, sizeof *b);
+    if (b != NULL) {
+        b->fd = -1;
+        b->flags = flags;
+    }
+    return b;
+}
+
+/* Open a fresh exclusive name into b (random when name is NULL). */
+static int open_exclusive(pshm_block *b, const char *name)
+{
+    if (name != NULL) {
+        int rc = name_normalize("create", name, b->name);
+        if (rc < 0)
+            return rc;
+        b->fd = shm_open_bare(b->name, O_RDWR | O_CREAT | O_EXCL);
+        return b->fd < 0 ? err_errno(errno, "create", b->name, "shm_open") : 0;
+    }
+    if (sodium_init() < 0)
+        return err_set(PSHM_ESYS, "create: libsodium failed to initialise");
+    for (int tries = 0; tries < RANDOM_NAME_TRIES; tries++) {
+        unsigned char rnd[4];
+        randombytes_buf(rnd, sizeof rnd);
+        snprintf(b->name, sizeof b->name, "psm_%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2],
+                 rnd[3]);
+        b->fd = shm_open_bare(b->name, O_RDWR | O_CREAT | O_EXCL);
+        if (b->fd >= 0)
+            return 0;
+        if (errno != EEXIST)
+            return err_errno(errno, "create", b->name, "shm_open");
+    }
+    return err_set(PSHM_EEXIST, "create: %d random names in a row already existed",
+                   RANDOM_NAME_TRIES);
+}
+
+/*
+ * Give the new, empty object its size. Without PSHM_POPULATE tmpfs reserves
+ * pages lazily, so a block larger than the free space is refused here rather
+ * than raising SIGBUS at the first write past the end of the space; with it,
+ * fallocate reserves every page now.
+ */
+static int size_new_block(pshm_block *b, size_t size)
+{
+    if (size == 0)
+        return err_set(PSHM_EBADSIZE, "create \"%s\": size must be greater than 0", b->name);
+    if (size > (size_t)INT64_MAX)
+        return err_set(PSHM_EBADSIZE, "create \"%s\": size %zu is too large", b->name, size);
+    struct statvfs vfs;
+    if (fstatvfs(b->fd, &vfs) == 0 && vfs.f_bavail != 0 &&
+        size / vfs.f_frsize >= (size_t)vfs.f_bavail)
+        return err_set(PSHM_ELIMIT, "create \"%s\": %zu bytes do not fit in the %llu bytes "
+                       "free in " SHM_DIR, b->name, size,
+                       (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+    if (ftruncate(b->fd, (off_t)size) < 0)
+        return err_errno(errno, "create", b->name, "ftruncate");
+    if (b->flags & PSHM_POPULATE) {
+        int rc = posix_fallocate(b->fd, 0, (off_t)size);
+        if (rc != 0)
+            return err_errno(rc, "create", b->name, "posix_fallocate");
+    }
+    b->size = size;
+    return 0;
+}
+
+static int map_block(pshm_block *b, const char *what)
+{
+    int prot = (b->flags & PSHM_READONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
+    int mflags = MAP_SHARED | ((b->flags & PSHM_POPULATE) ? MAP_POPULATE : 0);
+    pthread_once(&atfork_once, install_atfork);
+    global_lock();
+    void *p = mmap(NULL, b->size, prot, mflags, b->fd, 0);
+    if (p != MAP_FAILED) {
+        b->buf = p;
+        open_list_add(b);
+    }
+    global_unlock();
+    return p == MAP_FAILED ? err_errno(errno, what, b->name, "mmap") : 0;
+}
+
+static void close_fd(pshm_block *b)
+{
+    if (b->fd >= 0)
+        close(b->fd);
+    b->fd = -1;
+}
+
+int pshm_block_create(pshm_block **out, const char *name, size_t size, unsigned flags)
+{
+    if (out == NULL || (flags & ~(unsigned)(PSHM_UNTRACKED | PSHM_POPULATE)))
+        return err_set(PSHM_EINVAL, "create \"%s\": NULL handle pointer or invalid flags "
+                       "(PSHM_READONLY is for attach)", name ? name : "(random)");
+    *out = NULL;
+    pshm_block *b = block_new(flags);
+    if (b == NULL)
+        return err_set(PSHM_ELIMIT, "create \"%s\": out of memory", name ? name : "(random)");
+    int rc = open_exclusive(b, name);
+    if (rc < 0) {
+        free(b);
+        return rc;
+    }
+    /* The name is ours from here on: any failure below removes it again. */
+    struct stat st;
+    if (flock(b->fd, LOCK_SH) < 0)
+        rc = err_errno(errno, "create", b->name, "flock");
+    else if (fstat(b->fd, &st) < 0)
+        rc = err_errno(errno, "create", b->name, "fstat");
+    else if ((rc = size_new_block(b, size)) == 0)
+        rc = map_block(b, "create");
+    if (rc < 0) {
+        shm_unlink_bare(b->name);
+        close_fd(b);
+        free(b);
+        return rc;
+    }
+    b->dev = st.st_dev;
+    b->ino = st.st_ino;
+    if (!(flags & PSHM_UNTRACKED))
+        tracker_register(b);
+    *out = b;
+    return 0;
+}
+
+/* Check what attach opened: a live, non-empty regular object. */
+static int check_attached(pshm_block *b, const struct stat *st)
+{
+    if (!S_ISREG(st->st_mode))
+        return err_set(PSHM_EINVAL, "attach \"%s\": not a shared memory object", b->name);
+    if (st->st_nlink == 0)
+        return err_set(PSHM_ENOENT, "attach \"%s\": %s (removed while attaching)", b->name,
+                       pshm_strerror(PSHM_ENOENT));
+    if (st->st_size <= 0)
+        return err_set(PSHM_EBADSIZE, "attach \"%s\": the block is empty (size 0)", b->name);
+    if ((uint64_t)st->st_size > SIZE_MAX)
+        return err_set(PSHM_EBADSIZE, "attach \"%s\": the block is too large to map", b->name);
+    return 0;
+}
+
+int pshm_block_attach(pshm_block **out, const char *name, unsigned flags)
+{
+    if (out == NULL || (flags & ~(unsigned)(PSHM_UNTRACKED | PSHM_READONLY | PSHM_POPULATE)))
+        return err_set(PSHM_EINVAL, "attach \"%s\": NULL handle pointer or invalid flags",
+                       name ? name : "(null)");
+    *out = NULL;
+    pshm_block *b = block_new(flags);
+    if (b == NULL)
+        return err_set(PSHM_ELIMIT, "attach \"%s\": out of memory", name ? name : "(null)");
+    int rc = name_normalize("attach", name, b->name);
+    if (rc < 0) {
+        free(b);
+        return rc;
+    }
+    /* Nothing below may alter the block: a failed attach only closes. */
+    b->fd = shm_open_bare(b->name, (flags & PSHM_READONLY) ? O_RDONLY : O_RDWR);
+    struct stat st;
+    if (b->fd < 0)
+        rc = err_errno(errno, "attach", b->name, "shm_open");
+    else if (flock(b->fd, LOCK_SH) < 0)
+        rc = err_errno(errno, "attach", b->name, "flock");
+    else if (fstat(b->fd, &st) < 0)
+        rc = err_errno(errno, "attach", b->name, "fstat");
+    else if ((rc = check_attached(b, &st)) == 0) {
+        b->size = (size_t)st.st_size;
+        rc = map_block(b, "attach");
+    }
+    if (rc < 0) {
+        close_fd(b);
+        free(b);
+        return rc;
+    }
+    b->dev = st.st_dev;
+    b->ino = st.st_ino;
+    if (!(flags & PSHM_UNTRACKED))
+        tracker_register(b);
+    *out = b;
+    return 0;
+}
+
+void *pshm_block_buf(const pshm_block *b)
+{
+    return b ? b->buf : NULL;
+}
+
+size_t pshm_block_size(const pshm_block *b)
+{
+    return b ? b->size : 0;
+}
+
+const char *pshm_block_name(const pshm_block *b)
+{
+    return b ? b->name : NULL;
+}
+
+bool pshm_block_is_open(const pshm_block *b)
+{
+    return b != NULL && b->buf != NULL;
+}
+
+int pshm_block_close(pshm_block *b)
+{
+    if (b == NULL)
+        return err_set(PSHM_EINVAL, "close: NULL handle");
+    if (b->buf == NULL)
+        return 0;
+    int rc = 0;
+    global_lock();
+    open_list_remove(b);
+    if (munmap(b->buf, b->size) < 0)
+        rc = err_errno(errno, "close", b->name, "munmap");
+    b->buf = NULL;
+    global_unlock();
+    close_fd(b); /* releases our shared lock */
+    return rc;
+}
+
+/* Whether `bare` still names the very object (dev, ino) this handle opened. */
+static int same_block(const pshm_block *b)
+{
+    struct stat st;
+    char path[sizeof SHM_DIR + PSHM_NAME_MAX + 1];
+    snprintf(path, sizeof path, SHM_DIR "/%s", b->name);
+    if (stat(path, &st) < 0)
+        return err_errno(errno, "unlink", b->name, "stat");
+    if (st.st_dev != b->dev || st.st_ino != b->ino)
+        return err_set(PSHM_ENOENT, "unlink \"%s\": the block was already removed; the name "
+                       "now belongs to another block, which was left alone", b->name);
+    return 0;
+}
+
+int pshm_block_unlink(pshm_block *b)
+{
+    if (b == NULL)
+        return err_set(PSHM_EINVAL, "unlink: NULL handle");
+    if (b->unlinked)
+        return err_set(PSHM_ENOENT, "unlink \"%s\": already unlinked through this handle",
+                       b->name);
+    int rc = same_block(b);
+    if (rc == 0 && shm_unlink_bare(b->name) < 0)
+        rc = err_errno(errno, "unlink", b->name, "shm_unlink");
+    if (rc == 0 || rc == PSHM_ENOENT) {
+        /* Gone either way: this handle's record must not outlive the name. */
+        b->unlinked = true;
+        tracker_unregister(b);
+    }
+    return rc;
+}
+
+void pshm_block_free(pshm_block *b)
+{
+    if (b == NULL)
+        return;
+    pshm_block_close(b);
+    free(b);
+}
+
+int pshm_unlink(const char *name)
+{
+    char bare[PSHM_NAME_MAX + 1];
+    int rc = name_normalize("unlink", name, bare);
+    if (rc < 0)
+        return rc;
+    if (shm_unlink_bare(bare) < 0)
+        return err_errno(errno, "unlink", bare, "shm_unlink");
+    return 0;
+}
+
+static void fill_info(pshm_block_info *info, const char *bare, const struct stat *st)
+{
+    memset(info, 0, sizeof *info);
+    memcpy(info->name, bare, strlen(bare) + 1);
+    info->size = (uint64_t)st->st_size;
+    info->mode = st->st_mode & 07777;
+    info->uid = st->st_uid;
+    info->gid = st->st_gid;
+}
+
+int pshm_block_stat(const char *name, pshm_block_info *info)
+{
+    char bare[PSHM_NAME_MAX + 1];
+    int rc = name_normalize("stat", name, bare);
+    if (rc < 0)
+        return rc;
+    if (info == NULL)
+        return err_set(PSHM_EINVAL, "stat \"%s\": NULL info pointer", bare);
+    char path[sizeof SHM_DIR + PSHM_NAME_MAX + 1];
+    snprintf(path, sizeof path, SHM_DIR "/%s", bare);
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return err_errno(errno, "stat", bare, "stat");
+    if (!S_ISREG(st.st_mode))
+        return err_set(PSHM_ENOENT, "stat \"%s\": %s", bare, pshm_strerror(PSHM_ENOENT));
+    fill_info(info, bare, &st);
+    return 0;
+}
+
+int pshm_block_foreach(int (*fn)(const pshm_block_info *info, void *arg), void *arg)
+{
+    if (fn == NULL)
+        return err_set(PSHM_EINVAL, "list blocks: NULL callback");
+    DIR *dir = opendir(SHM_DIR);
+    if (dir == NULL)
+        return err_errno(errno, "list blocks in", SHM_DIR, "opendir");
+    int rc = 0;
+    struct dirent *de;
+    while (rc == 0 && (de = readdir(dir)) != NULL) {
+        struct stat st;
+        if (de->d_name[0] == '.' || fstatat(dirfd(dir), de->d_name, &st,
+                                            AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+            continue;
+        pshm_block_info info;
+        fill_info(&info, de->d_name, &st);
+        rc = fn(&info, arg);
+    }
+    closedir(dir);
+    return rc;
+}

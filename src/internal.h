@@ -1,0 +1,101 @@
+/*
+ * internal.h — what the library's files share and the public header does not
+ * say. Everything here has hidden visibility (CMAKE_C_VISIBILITY_PRESET).
+ */
+#ifndef PSHM_INTERNAL_H
+#define PSHM_INTERNAL_H
+
+#include "pshm.h"
+
+#include <stdarg.h>
+#include <sys/types.h>
+
+/* ---- errors.c ---------------------------------------------------------- */
+
+/*
+ * Record the calling thread's last error and return `code`, so a failure
+ * path reads: return err_set(PSHM_ENOENT, "attach \"%s\": ...", name);
+ */
+int err_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/*
+ * Map errno after a failed system call `call` on block `name` to a pshm code
+ * and record "<what> \"<name>\": <call>: <strerror>".
+ */
+int err_errno(int errnum, const char *what, const char *name, const char *call);
+
+/* ---- block.c ----------------------------------------------------------- */
+
+/* Where glibc's shm_open keeps blocks; the tracker and `ls` read it too. */
+#define SHM_DIR "/dev/shm"
+
+/*
+ * A handle. Invariants: fd >= 0 exactly while buf != NULL (open); every open
+ * handle holds a shared flock on its block, so a tracker can tell a block in
+ * use from a forgotten one; dev/ino identify the block we opened, so a later
+ * block reusing the name is never mistaken for it.
+ */
+struct pshm_block {
+    char name[PSHM_NAME_MAX + 1]; /* bare name, no leading '/' */
+    int fd;
+    void *buf;
+    size_t size;
+    unsigned flags;
+    bool unlinked;   /* this handle already removed the name */
+    dev_t dev;
+    ino_t ino;
+    struct pshm_block *open_prev, *open_next; /* the open-handle list */
+};
+
+/* Validate a user-given name and write the bare name (no '/') to out. */
+int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 1]);
+
+
+/*
+ * The list of this process's open handles, and the one lock that guards it
+ * and the tracker link (taken around fork() too, so a child sees both
+ * consistent). A mapping is made and entered into the list under the lock,
+ * so a process forked by the library (tracker, manager server) can unmap
+ * every block it inherited: a mapping keeps its block's flock alive, and a
+ * helper process must not look like a user of the caller's blocks.
+ */
+void global_lock(void);
+void global_unlock(void);
+pshm_block *open_handles(void);
+/* In a child the library forked: unmap every inherited block (signal-safe). */
+void drop_inherited_blocks(void);
+
+/* ---- tracker.c --------------------------------------------------------- */
+
+/*
+ * Register an open, shared-locked block with this process family's tracker
+ * (starting it if need be). One send(2) when the tracker runs. Failure to
+ * reach a tracker is reported but leaves the block usable.
+ */
+int tracker_register(pshm_block *b);
+/* Tell the tracker the block was unlinked: it must forget it. */
+void tracker_unregister(pshm_block *b);
+/* In a forked child that must not share its parent's tracker (the manager
+ * server): forget the link without closing the parent's side of it. */
+void tracker_detach(void);
+
+/* ---- values.c ---------------------------------------------------------- */
+
+/* Append-only string builder used by the repr and format code. */
+typedef struct strbuf {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool failed; /* an allocation failed; data is unusable */
+} strbuf;
+
+void sb_putc(strbuf *sb, char c);
+void sb_puts(strbuf *sb, const char *s, size_t n);
+void sb_printf(strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Hand over the NUL-terminated text (or PSHM_ELIMIT if an allocation failed). */
+int sb_finish(strbuf *sb, char **out, const char *what);
+
+/* Append Python's repr() of v. */
+int value_repr_into(strbuf *sb, const pshm_value *v);
+
+#endif

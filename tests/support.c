@@ -1,0 +1,142 @@
+/* support.c — see support.h. */
+#include "support.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+void t_name(char *buf, size_t cap, const char *tag)
+{
+    static int counter;
+    snprintf(buf, cap, "pshmt_%d_%d_%s", (int)getpid(), __atomic_fetch_add(&counter, 1,
+             __ATOMIC_RELAXED), tag);
+}
+
+bool t_shm_exists(const char *name)
+{
+    char path[512];
+    struct stat st;
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    return stat(path, &st) == 0;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+bool t_wait_gone(const char *name, double seconds)
+{
+    double end = now() + seconds;
+    while (t_shm_exists(name)) {
+        if (now() > end)
+            return false;
+        usleep(10000);
+    }
+    return true;
+}
+
+const char *t_env(const char *var)
+{
+    const char *v = getenv(var);
+    if (v == NULL || *v == '\0') {
+        fprintf(stderr, "test support: %s is not set (run the tests through ctest)\n", var);
+        abort();
+    }
+    return v;
+}
+
+int t_run(const char *cmd, char *out, size_t cap)
+{
+    FILE *p = popen(cmd, "r");
+    if (p == NULL)
+        return -1;
+    size_t n = 0;
+    char scratch[4096];
+    for (;;) {
+        char *dst = out && n + 1 < cap ? out + n : scratch;
+        size_t room = out && n + 1 < cap ? cap - 1 - n : sizeof scratch;
+        size_t r = fread(dst, 1, room, p);
+        if (r == 0)
+            break;
+        if (dst != scratch)
+            n += r;
+    }
+    if (out != NULL && cap > 0) {
+        out[n] = '\0';
+        while (n > 0 && out[n - 1] == '\n')
+            out[--n] = '\0';
+    }
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+pid_t t_spawn(char *const argv[], int *out_fd)
+{
+    int fds[2] = {-1, -1};
+    if (out_fd != NULL && pipe(fds) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (out_fd != NULL) {
+            dup2(fds[1], STDOUT_FILENO);
+            close(fds[0]);
+            close(fds[1]);
+        }
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    if (out_fd != NULL) {
+        close(fds[1]);
+        *out_fd = fds[0];
+    }
+    return pid;
+}
+
+bool t_read_line(int fd, char *buf, size_t cap, double seconds)
+{
+    size_t n = 0;
+    double end = now() + seconds;
+    while (n + 1 < cap) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int left = (int)((end - now()) * 1000);
+        if (left <= 0 || poll(&pfd, 1, left) <= 0)
+            return false;
+        char c;
+        if (read(fd, &c, 1) != 1)
+            return false;
+        if (c == '\n')
+            break;
+        buf[n++] = c;
+    }
+    buf[n] = '\0';
+    return true;
+}
+
+int t_wait(pid_t pid, double seconds)
+{
+    double end = now() + seconds;
+    for (;;) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid)
+            return st;
+        if (r < 0 && errno != EINTR)
+            return -1;
+        if (now() > end) {
+            kill(pid, SIGKILL);
+            waitpid(pid, &st, 0);
+            return -1;
+        }
+        usleep(2000);
+    }
+}
