@@ -1,0 +1,212 @@
+/*
+ * tracker_probe — a program the tracker tests run, kill and watch.
+ *
+ *   tracker_probe create NAME [untracked]   create, hold
+ *   tracker_probe attach NAME [untracked]   attach, hold
+ *   tracker_probe fork NAME                 create, fork a child that holds,
+ *                                           the parent exits at once
+ *   tracker_probe many PREFIX N             create PREFIX_0..N-1, hold
+ *   tracker_probe reap NAME                 SIGCHLD handler + waitpid(-1)
+ *                                           must never see the tracker
+ *   tracker_probe threads PREFIX N          N threads create blocks, hold
+ *   tracker_probe restart A B               create A; SIGKILL the tracker;
+ *                                           create B (the library must start a
+ *                                           new tracker and re-register A); hold
+ *
+ * "Hold" means: print "ready" on stdout, then wait for a signal. SIGTERM
+ * ends the process at once without closing or unlinking anything, like a
+ * crash, so only the tracker can clean up.
+ */
+#include "pshm.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static void die(const char *what)
+{
+    fprintf(stderr, "tracker_probe: %s: %s\n", what, pshm_last_error());
+    exit(3);
+}
+
+static void on_term(int sig)
+{
+    (void)sig;
+    _exit(0);
+}
+
+static void hold(void)
+{
+    printf("ready %d\n", (int)getpid());
+    fflush(stdout);
+    for (;;)
+        pause();
+}
+
+static unsigned track_flag(int argc, char **argv)
+{
+    return argc > 3 && strcmp(argv[3], "untracked") == 0 ? PSHM_UNTRACKED : 0;
+}
+
+static void create_or_die(const char *name, size_t size, unsigned flags)
+{
+    pshm_block *b;
+    if (pshm_block_create(&b, name, size, flags) < 0)
+        die("create");
+    memset(pshm_block_buf(b), 0x5a, size);
+}
+
+static void many(const char *prefix, int n)
+{
+    struct rlimit rl;
+    getrlimit(RLIMIT_NOFILE, &rl);
+    rl.rlim_cur = rl.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &rl);
+    for (int i = 0; i < n; i++) {
+        char name[200];
+        snprintf(name, sizeof name, "%s_%d", prefix, i);
+        create_or_die(name, 64, 0);
+    }
+}
+
+static volatile sig_atomic_t sigchld_seen;
+static void on_chld(int sig)
+{
+    (void)sig;
+    sigchld_seen = 1;
+}
+
+/* Exit 0 only if starting the tracker produced no reapable child. */
+static int reap(const char *name)
+{
+    struct sigaction sa = {.sa_handler = on_chld};
+    sigaction(SIGCHLD, &sa, NULL);
+    create_or_die(name, 4096, 0);
+    usleep(200000);
+    errno = 0;
+    pid_t r = waitpid(-1, NULL, WNOHANG);
+    if (r != -1 || errno != ECHILD) {
+        fprintf(stderr, "tracker_probe: waitpid(-1) returned %d (errno %d)\n", (int)r, errno);
+        return 1;
+    }
+    if (sigchld_seen) {
+        fprintf(stderr, "tracker_probe: SIGCHLD was delivered\n");
+        return 1;
+    }
+    hold();
+    return 0;
+}
+
+struct thread_arg {
+    const char *prefix;
+    int index;
+};
+
+static void *thread_main(void *p)
+{
+    struct thread_arg *a = p;
+    for (int i = 0; i < 50; i++) {
+        char name[200];
+        snprintf(name, sizeof name, "%s_%d_%d", a->prefix, a->index, i);
+        create_or_die(name, 4096, 0);
+    }
+    return NULL;
+}
+
+static void threads(const char *prefix, int n)
+{
+    pthread_t t[64];
+    struct thread_arg args[64];
+    if (n > 64)
+        n = 64;
+    for (int i = 0; i < n; i++) {
+        args[i] = (struct thread_arg){prefix, i};
+        pthread_create(&t[i], NULL, thread_main, &args[i]);
+    }
+    for (int i = 0; i < n; i++)
+        pthread_join(t[i], NULL);
+}
+
+/* As subreaper we adopt the orphaned tracker, so it is findable as our child. */
+static pid_t find_tracker_child(void)
+{
+    DIR *d = opendir("/proc");
+    pid_t found = -1;
+    struct dirent *de;
+    while (d && (de = readdir(d)) != NULL) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        char *rp = strrchr(buf, ')');
+        int ppid = 0;
+        if (strstr(buf, "(pshm-tracker)") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
+            ppid == getpid())
+            found = atoi(de->d_name);
+    }
+    if (d)
+        closedir(d);
+    return found;
+}
+
+static void restart(const char *a, const char *b)
+{
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    create_or_die(a, 4096, 0);
+    pid_t t = -1;
+    for (int i = 0; i < 100 && (t = find_tracker_child()) < 0; i++)
+        usleep(10000);
+    if (t < 0)
+        die("no tracker found");
+    kill(t, SIGKILL);
+    waitpid(t, NULL, 0);
+    create_or_die(b, 4096, 0); /* must notice, restart, re-register a */
+    prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
+}
+
+int main(int argc, char **argv)
+{
+    signal(SIGTERM, on_term);
+    if (argc < 3) {
+        fprintf(stderr, "usage: see the comment at the top of tracker_probe.c\n");
+        return 2;
+    }
+    const char *mode = argv[1];
+    if (strcmp(mode, "create") == 0) {
+        create_or_die(argv[2], 4096, track_flag(argc, argv));
+    } else if (strcmp(mode, "attach") == 0) {
+        pshm_block *b;
+        if (pshm_block_attach(&b, argv[2], track_flag(argc, argv)) < 0)
+            die("attach");
+    } else if (strcmp(mode, "fork") == 0) {
+        create_or_die(argv[2], 4096, 0);
+        pid_t child = fork();
+        if (child != 0)
+            _exit(child < 0 ? 1 : 0); /* the parent goes, the child holds */
+        usleep(300000);               /* outlive the parent first */
+    } else if (strcmp(mode, "many") == 0 && argc > 3) {
+        many(argv[2], atoi(argv[3]));
+    } else if (strcmp(mode, "reap") == 0) {
+        return reap(argv[2]);
+    } else if (strcmp(mode, "threads") == 0 && argc > 3) {
+        threads(argv[2], atoi(argv[3]));
+    } else if (strcmp(mode, "restart") == 0 && argc > 3) {
+        restart(argv[2], argv[3]);
+    } else {
+        fprintf(stderr, "tracker_probe: unknown mode %s\n", mode);
+        return 2;
+    }
+    hold();
+}
