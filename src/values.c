@@ -207,7 +207,7 @@ static locale_t enter_c_locale(void)
 #define DOUBLE_MAX_DIGITS 17
 
 /* A positive decimal number 0.d1d2d3... * 10^(exp10 + 1), i.e. d1 is the
- * digit of 10^exp10. digits holds no trailing zeros (except "0"). */
+ * digit of 10^exp10 (never '0'); digits is NUL-terminated. */
 typedef struct decimal {
     char digits[DOUBLE_MAX_DIGITS + 2];
     int ndigits;
@@ -225,8 +225,6 @@ static decimal decimal_nearest(double x, int sig)
         if (*p != '.')
             d.digits[d.ndigits++] = *p;
     d.exp10 = atoi(p + 1);
-    while (d.ndigits > 1 && d.digits[d.ndigits - 1] == '0')
-        d.ndigits--;
     d.digits[d.ndigits] = '\0';
     return d;
 }
@@ -238,7 +236,8 @@ static double decimal_value(const decimal *d)
     return strtod(text, NULL);
 }
 
-/* Add one unit in the last digit (9.99 -> 10.0 becomes 1e+1). */
+/* Add one unit in the last digit, keeping the digit count (9.99e0 becomes
+ * 1.00e1). */
 static void decimal_bump(decimal *d)
 {
     int i = d->ndigits - 1;
@@ -250,9 +249,15 @@ static void decimal_bump(decimal *d)
         d->digits[0] = '1';
         d->exp10++;
     }
-    while (d->ndigits > 1 && d->digits[d->ndigits - 1] == '0')
-        d->ndigits--;
-    d->digits[d->ndigits] = '\0';
+}
+
+/* Drop trailing zeros (1.50 -> 1.5), keeping at least one digit. */
+static decimal decimal_trim(decimal d)
+{
+    while (d.ndigits > 1 && d.digits[d.ndigits - 1] == '0')
+        d.ndigits--;
+    d.digits[d.ndigits] = '\0';
+    return d;
 }
 
 /*
@@ -270,12 +275,12 @@ static decimal shortest_decimal(double x)
         d = decimal_nearest(x, sig);
         double back = decimal_value(&d);
         if (back == x)
-            return d;
+            return decimal_trim(d);
         if (back < x) {
             decimal up = d;
             decimal_bump(&up);
             if (decimal_value(&up) == x)
-                return up;
+                return decimal_trim(up);
         }
     }
     return d; /* 17 digits always read back; not reached */
