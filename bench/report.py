@@ -9,6 +9,7 @@ Output: the median per (figure, impl) over the repeats, as one table per
 figure grouped by area (the figure's first dotted part), written to the
 markdown file and stdout, and a log-scale bar chart (PNG) drawn by gnuplot.
 Exit status 1 if any program failed (or the plot could not be drawn).
+PSHM_BENCH_NOTE, if set, is added to the header (e.g. what else was running).
 Standard library only.
 """
 import argparse
@@ -152,7 +153,10 @@ def header_lines(args):
         f"- Build: `{os.path.relpath(args.build, repo)}`, CMAKE_BUILD_TYPE={build_type(args.build)}, "
         f"commit {commit or 'unknown'}{' (with local changes)' if dirty else ''}",
         f"- Repeats: {args.repeats} runs of every program; each figure is the median of its runs",
-    ]
+        # Other work on the machine skews figures; the load says how much there was.
+        f"- Load average (1/5/15 min) when the report was written: "
+        f"{' '.join(read_text('/proc/loadavg').split()[:3]) or 'unknown'}",
+    ] + ([f"- Note: {os.environ['PSHM_BENCH_NOTE']}"] if os.environ.get("PSHM_BENCH_NOTE") else [])
 
 
 # ---- tables --------------------------------------------------------------------
