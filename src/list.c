@@ -1,0 +1,861 @@
+/*
+ * list.c — shareable lists in CPython's ShareableList layout, byte for byte.
+ *
+ * A list of N items occupies its block like this (native byte order, as
+ * CPython's struct module packs it without a prefix):
+ *
+ *   0                     int64  N
+ *   8                     int64  offsets[N + 1]: offsets[0] = 0, item i owns
+ *                                the data bytes [offsets[i], offsets[i + 1])
+ *   DATA = (N + 2) * 8           the data area, offsets[N] bytes
+ *   FORMATS = DATA + offsets[N]  N struct formats, 8 bytes each, NUL-padded:
+ *                                "q" int, "d" float, "xxxxxxx?" bool (in the
+ *                                item's 8th byte), "xxxxxx?x" None, "<n>s"
+ *                                str (UTF-8) or bytes, n bytes
+ *   CODES = FORMATS + 8 * N      N int8 back-transform codes: 0 int, float or
+ *                                bool; 1 str; 2 bytes; 3 None
+ *
+ * The block is shared with processes we do not control, so nothing read
+ * from it is trusted. Attach checks the header once and keeps a private copy
+ * of the offsets (as CPython does), so a process rewriting them later cannot
+ * steer us outside the block. Formats and codes can change at any moment:
+ * every access loads an item's format and code once, validates that copy,
+ * and acts only on it. Every writer we know of (CPython, pshm) allocates in
+ * multiples of 8, and attach insists on that, so every numeric item and
+ * every format is 8-byte aligned and is read and written with one atomic
+ * 8-byte access: numbers and formats never tear. str and bytes data may tear
+ * when processes race without a lock (as in CPython).
+ */
+#include "internal.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistr.h>
+
+/* Every item's allocation and every header field is a multiple of this. */
+#define ALIGNMENT 8
+/* Bytes of the empty list: the count and offsets[0]. */
+#define HEADER_MIN 16
+/* Per item outside the data area: one offset, one format, one code. */
+#define PER_ITEM_META (8 + 8 + 1)
+/* A format is at most 8 characters, so "<n>s" allows n of 7 digits. */
+#define FORMAT_LEN 8
+#define SIZED_MAX 9999999u
+/* The longest str/bytes whose allocation 8 * (len / 8 + 1) still fits. */
+#define ITEM_BYTES_MAX 9999991u
+
+enum back_transform { CODE_PLAIN = 0, CODE_STR = 1, CODE_BYTES = 2, CODE_NONE = 3 };
+
+struct pshm_list {
+    pshm_block *block;
+    size_t len;
+    /* Private copy of the block's offsets (len + 1 entries), validated at
+     * attach: non-decreasing multiples of 8 from 0, the last within the
+     * space left for data. Never re-read from the block. */
+    uint64_t *offsets;
+    size_t formats_at; /* byte offset of the format table in the block */
+    size_t codes_at;   /* byte offset of the code table */
+    /* Serializes this handle's writers, so two threads setting one item
+     * cannot leave one's format beside the other's data. */
+    pthread_mutex_t write_lock;
+};
+
+/* One item as an access sees it: its span, and the type and width that its
+ * (validated) format and code give it. */
+typedef struct item {
+    size_t pos;          /* the index, counted from 0 */
+    unsigned char *data; /* the item's span in the block */
+    size_t span;         /* offsets[i + 1] - offsets[i] */
+    pshm_type type;
+    size_t width;        /* bytes the format covers: 8, or n of "<n>s" */
+    bool sized;          /* the format is "<n>s" */
+    char format[FORMAT_LEN];
+} item;
+
+static size_t data_at(size_t len) { return (len + 2) * 8; }
+
+static const char *list_name(const pshm_list *l) { return l->block->name; }
+
+/* ---- formats ----------------------------------------------------------- */
+
+static bool format_is(const char format[FORMAT_LEN], const char padded[FORMAT_LEN + 1])
+{
+    return memcmp(format, padded, FORMAT_LEN) == 0;
+}
+
+/* n of a "<n>s" format (1 to 7 digits, 's', NUL padding), or -1. */
+static long sized_format_width(const char format[FORMAT_LEN])
+{
+    long n = 0;
+    int i = 0;
+    while (i < FORMAT_LEN - 1 && format[i] >= '0' && format[i] <= '9')
+        n = n * 10 + (format[i++] - '0');
+    if (i == 0 || format[i] != 's')
+        return -1;
+    for (int j = i + 1; j < FORMAT_LEN; j++)
+        if (format[j] != '\0')
+            return -1;
+    return n;
+}
+
+/* The format's text as CPython reports it: up to the first NUL. */
+static size_t format_text_len(const char format[FORMAT_LEN])
+{
+    const char *nul = memchr(format, '\0', FORMAT_LEN);
+    return nul ? (size_t)(nul - format) : FORMAT_LEN;
+}
+
+/* A format as printable text for messages ("q", "\xff\x01"...). */
+static void format_for_message(const char format[FORMAT_LEN], char out[4 * FORMAT_LEN + 1])
+{
+    size_t n = format_text_len(format), at = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)format[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\')
+            out[at++] = (char)c;
+        else
+            at += (size_t)sprintf(out + at, "\\x%02x", c);
+    }
+    out[at] = '\0';
+}
+
+/* The 8-byte NUL-padded format CPython writes for "<n>s". */
+static void sized_format(size_t n, char out[FORMAT_LEN])
+{
+    char text[FORMAT_LEN + 1];
+    memset(out, 0, FORMAT_LEN);
+    memcpy(out, text, (size_t)snprintf(text, sizeof text, "%zus", n));
+}
+
+/* ---- reading an item's description -------------------------------------- */
+
+static int corrupt(const pshm_list *l, const char *what, int64_t index, const char *why,
+                   const char format[FORMAT_LEN], int code)
+{
+    char shown[4 * FORMAT_LEN + 1];
+    format_for_message(format, shown);
+    return err_set(PSHM_ECORRUPT, "%s \"%s\"[%lld]: %s (format \"%s\", code %d)", what,
+                   list_name(l), (long long)index, why, shown, code);
+}
+
+/* Type and width from a format and code copied out of the block. */
+static int classify(const pshm_list *l, const char *what, int64_t index, item *it, int code)
+{
+    const char *f = it->format;
+    it->sized = false;
+    it->width = 8;
+    if (format_is(f, "q\0\0\0\0\0\0\0") && code == CODE_PLAIN)
+        it->type = PSHM_INT;
+    else if (format_is(f, "d\0\0\0\0\0\0\0") && code == CODE_PLAIN)
+        it->type = PSHM_FLOAT;
+    else if (format_is(f, "xxxxxxx?") && code == CODE_PLAIN)
+        it->type = PSHM_BOOL;
+    else if (format_is(f, "xxxxxx?x") && code == CODE_NONE)
+        it->type = PSHM_NONE;
+    else {
+        long n = sized_format_width(f);
+        if (n < 0)
+            return corrupt(l, what, index, "unknown item format", f, code);
+        if (code != CODE_STR && code != CODE_BYTES)
+            return corrupt(l, what, index, "a \"<n>s\" format needs code 1 or 2", f, code);
+        it->type = code == CODE_STR ? PSHM_STR : PSHM_BYTES;
+        it->sized = true;
+        it->width = (size_t)n;
+    }
+    if (it->width > it->span)
+        return corrupt(l, what, index, "the format covers more bytes than the item's span", f,
+                       code);
+    return 0;
+}
+
+static unsigned char *list_buf(const pshm_list *l, const char *what)
+{
+    unsigned char *buf = pshm_block_buf(l->block);
+    if (buf == NULL)
+        err_set(PSHM_ECLOSED, "%s \"%s\": the list's block was closed", what, list_name(l));
+    return buf;
+}
+
+/* The position of `index` (negative counts from the end), or PSHM_ERANGE. */
+static int position(const pshm_list *l, const char *what, int64_t index, size_t *pos)
+{
+    uint64_t p = index < 0 ? (uint64_t)index + l->len : (uint64_t)index;
+    if (p >= l->len)
+        return err_set(PSHM_ERANGE, "%s \"%s\"[%lld]: index out of range for a list of %zu "
+                       "items", what, list_name(l), (long long)index, l->len);
+    *pos = (size_t)p;
+    return 0;
+}
+
+/* Locate item `index` and describe it from one copy of its format and code. */
+static int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
+{
+    unsigned char *buf = list_buf(l, what);
+    if (buf == NULL)
+        return PSHM_ECLOSED;
+    int rc = position(l, what, index, &it->pos);
+    if (rc < 0)
+        return rc;
+    size_t pos = it->pos;
+    uint64_t word = __atomic_load_n((uint64_t *)(buf + l->formats_at + pos * 8),
+                                    __ATOMIC_RELAXED);
+    memcpy(it->format, &word, FORMAT_LEN);
+    int code = (signed char)__atomic_load_n(buf + l->codes_at + pos, __ATOMIC_RELAXED);
+    it->data = buf + data_at(l->len) + l->offsets[pos];
+    it->span = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
+    return classify(l, what, index, it, code);
+}
+
+/* ---- values ------------------------------------------------------------ */
+
+static uint64_t load_word(const unsigned char *p)
+{
+    return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+}
+
+static void store_word(unsigned char *p, uint64_t w)
+{
+    __atomic_store_n((uint64_t *)p, w, __ATOMIC_RELAXED);
+}
+
+/* CPython's rstrip(b'\x00'). */
+static size_t strip_nuls(const unsigned char *p, size_t n)
+{
+    while (n > 0 && p[n - 1] == '\0')
+        n--;
+    return n;
+}
+
+static int check_utf8(const pshm_list *l, const char *what, int64_t index,
+                      const unsigned char *p, size_t n)
+{
+    if (u8_check(p, n) == NULL)
+        return 0;
+    return err_set(PSHM_ECORRUPT, "%s \"%s\"[%lld]: str item is not valid UTF-8", what,
+                   list_name(l), (long long)index);
+}
+
+static int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
+                     pshm_value *out)
+{
+    uint64_t w;
+    switch (it->type) {
+    case PSHM_INT:
+        *out = pshm_int((int64_t)load_word(it->data));
+        return 0;
+    case PSHM_FLOAT:
+        w = load_word(it->data);
+        *out = pshm_float(0);
+        memcpy(&out->u.f, &w, sizeof w);
+        return 0;
+    case PSHM_BOOL:
+        /* struct's '?' reads any non-zero byte as True. */
+        *out = pshm_bool(__atomic_load_n(it->data + 7, __ATOMIC_RELAXED) != 0);
+        return 0;
+    case PSHM_NONE:
+        *out = pshm_none();
+        return 0;
+    case PSHM_STR:
+    case PSHM_BYTES:
+        break;
+    }
+    size_t n = strip_nuls(it->data, it->width);
+    if (it->type == PSHM_STR) {
+        int rc = check_utf8(l, what, index, it->data, n);
+        if (rc < 0)
+            return rc;
+        *out = pshm_strn((const char *)it->data, n);
+    } else {
+        *out = pshm_bytes(it->data, n);
+    }
+    return 0;
+}
+
+/* Check a value given to create or set: a known type, str valid UTF-8. */
+static int check_value(const pshm_value *v, const char *what, const char *name, int64_t index)
+{
+    switch (v->type) {
+    case PSHM_NONE:
+    case PSHM_INT:
+    case PSHM_FLOAT:
+    case PSHM_BOOL:
+        return 0;
+    case PSHM_STR:
+    case PSHM_BYTES:
+        break;
+    default:
+        return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: unknown value type %d", what, name,
+                       (long long)index, (int)v->type);
+    }
+    if (v->u.s.ptr == NULL && v->u.s.len > 0)
+        return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: NULL pointer for %zu bytes", what, name,
+                       (long long)index, v->u.s.len);
+    if (v->type == PSHM_STR && v->u.s.len > 0 &&
+        u8_check((const uint8_t *)v->u.s.ptr, v->u.s.len) != NULL)
+        return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: str value is not valid UTF-8", what,
+                       name, (long long)index);
+    return 0;
+}
+
+static const char *type_name(pshm_type t)
+{
+    static const char *const names[] = {"None", "int", "float", "bool", "str", "bytes"};
+    return names[t];
+}
+
+/* The format CPython's _types_mapping gives a non-str/bytes value. */
+static const char *fixed_format(pshm_type t)
+{
+    switch (t) {
+    case PSHM_INT: return "q\0\0\0\0\0\0\0";
+    case PSHM_FLOAT: return "d\0\0\0\0\0\0\0";
+    case PSHM_BOOL: return "xxxxxxx?";
+    default: return "xxxxxx?x";
+    }
+}
+
+static int code_of(pshm_type t)
+{
+    return t == PSHM_STR ? CODE_STR : t == PSHM_BYTES ? CODE_BYTES
+           : t == PSHM_NONE ? CODE_NONE : CODE_PLAIN;
+}
+
+/* Write a numeric, bool or None value as its 8-byte struct packing. */
+static void write_fixed(unsigned char *p, const pshm_value *v)
+{
+    uint64_t w = 0;
+    if (v->type == PSHM_INT)
+        w = (uint64_t)v->u.i;
+    else if (v->type == PSHM_FLOAT)
+        memcpy(&w, &v->u.f, sizeof w);
+    else if (v->type == PSHM_BOOL) {
+        unsigned char bytes[8] = {0, 0, 0, 0, 0, 0, 0, v->u.b ? 1 : 0};
+        memcpy(&w, bytes, sizeof w);
+    }
+    store_word(p, w); /* None packs '?' of None: all zero */
+}
+
+/* Write str/bytes as struct's "<width>s" does: the bytes, then NULs. */
+static void write_sized(unsigned char *p, const pshm_value *v, size_t width)
+{
+    if (v->u.s.len > 0)
+        memcpy(p, v->u.s.ptr, v->u.s.len);
+    memset(p + v->u.s.len, 0, width - v->u.s.len);
+}
+
+static void write_value(unsigned char *p, const pshm_value *v, size_t width)
+{
+    if (v->type == PSHM_STR || v->type == PSHM_BYTES)
+        write_sized(p, v, width);
+    else
+        write_fixed(p, v);
+}
+
+/* ---- create ------------------------------------------------------------ */
+
+/* Bytes CPython allocates to a value (by encoded length; see pshm.h). */
+static size_t allocation(const pshm_value *v)
+{
+    if (v->type != PSHM_STR && v->type != PSHM_BYTES)
+        return ALIGNMENT;
+    return ALIGNMENT * (v->u.s.len / ALIGNMENT + 1);
+}
+
+/* Validate the values and fill offsets[0..n] and the block size. */
+static int plan_layout(const char *name, const pshm_value *values, size_t n,
+                       uint64_t *offsets, size_t *size)
+{
+    offsets[0] = 0;
+    for (size_t i = 0; i < n; i++) {
+        int rc = check_value(&values[i], "create", name, (int64_t)i);
+        if (rc < 0)
+            return rc;
+        bool sized = values[i].type == PSHM_STR || values[i].type == PSHM_BYTES;
+        if (sized && values[i].u.s.len > ITEM_BYTES_MAX)
+            return err_set(PSHM_ETOOBIG, "create \"%s\"[%zu]: %zu-byte %s exceeds the %u "
+                           "bytes an item can hold (its format would need over 8 "
+                           "characters)", name, i, values[i].u.s.len,
+                           type_name(values[i].type), ITEM_BYTES_MAX);
+        /* Each allocation is < 10^7 and n < SIZE_MAX / 17: no overflow yet. */
+        offsets[i + 1] = offsets[i] + allocation(&values[i]);
+    }
+    size_t meta = HEADER_MIN + n * PER_ITEM_META;
+    if (__builtin_add_overflow(meta, (size_t)offsets[n], size))
+        return err_set(PSHM_EBADSIZE, "create \"%s\": %zu items need more bytes than fit "
+                       "in memory", name, n);
+    return 0;
+}
+
+/* Fill a fresh (zeroed) block with the layout planned for values. */
+static void write_layout(unsigned char *buf, const pshm_value *values, size_t n,
+                         const uint64_t *offsets)
+{
+    int64_t count = (int64_t)n;
+    memcpy(buf, &count, 8);
+    memcpy(buf + 8, offsets, (n + 1) * 8);
+    size_t data = data_at(n), formats = data + offsets[n], codes = formats + 8 * n;
+    for (size_t i = 0; i < n; i++) {
+        size_t span = (size_t)(offsets[i + 1] - offsets[i]);
+        write_value(buf + data + offsets[i], &values[i], span);
+        if (values[i].type == PSHM_STR || values[i].type == PSHM_BYTES)
+            sized_format(span, (char *)buf + formats + 8 * i);
+        else
+            memcpy(buf + formats + 8 * i, fixed_format(values[i].type), FORMAT_LEN);
+        buf[codes + i] = (unsigned char)code_of(values[i].type);
+    }
+}
+
+/* A handle owning `block` and `offsets`; frees neither on failure. */
+static pshm_list *list_new(pshm_block *block, size_t len, uint64_t *offsets)
+{
+    pshm_list *l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return NULL;
+    l->block = block;
+    l->len = len;
+    l->offsets = offsets;
+    l->formats_at = data_at(len) + offsets[len];
+    l->codes_at = l->formats_at + 8 * len;
+    pthread_mutex_init(&l->write_lock, NULL);
+    return l;
+}
+
+static uint64_t *alloc_offsets(size_t n)
+{
+    return malloc((n + 1) * sizeof(uint64_t));
+}
+
+int pshm_list_create(pshm_list **out, const char *name, const pshm_value *values, size_t n,
+                     unsigned flags)
+{
+    const char *shown = name ? name : "(random)";
+    if (out == NULL || (values == NULL && n > 0))
+        return err_set(PSHM_EINVAL, "create \"%s\": NULL %s", shown,
+                       out == NULL ? "handle pointer" : "values with n > 0");
+    *out = NULL;
+    if (n > (SIZE_MAX - HEADER_MIN) / PER_ITEM_META / 2)
+        return err_set(PSHM_EBADSIZE, "create \"%s\": %zu items are too many", shown, n);
+    uint64_t *offsets = alloc_offsets(n);
+    if (offsets == NULL)
+        return err_set(PSHM_ELIMIT, "create \"%s\": out of memory for %zu items", shown, n);
+    size_t size = 0;
+    pshm_block *b = NULL;
+    int rc = plan_layout(shown, values, n, offsets, &size);
+    if (rc == 0)
+        rc = pshm_block_create(&b, name, size, flags);
+    if (rc < 0) {
+        free(offsets);
+        return rc;
+    }
+    write_layout(b->buf, values, n, offsets);
+    pshm_list *l = list_new(b, n, offsets);
+    if (l == NULL) {
+        pshm_block_unlink(b);
+        pshm_block_free(b);
+        free(offsets);
+        return err_set(PSHM_ELIMIT, "create \"%s\": out of memory", shown);
+    }
+    *out = l;
+    return 0;
+}
+
+/* ---- attach ------------------------------------------------------------ */
+
+/* Read and check the item count: (N + 2) * 8 + 9N must fit the block. */
+static int read_count(const pshm_block *b, size_t *len)
+{
+    if (b->size < HEADER_MIN)
+        return err_set(PSHM_ECORRUPT, "attach \"%s\": the block's %zu bytes are fewer than "
+                       "the %d of an empty list", b->name, b->size, HEADER_MIN);
+    int64_t count;
+    memcpy(&count, b->buf, sizeof count);
+    /* Written as a division so no count can overflow the check. */
+    if (count < 0 || (uint64_t)count > (b->size - HEADER_MIN) / PER_ITEM_META)
+        return err_set(PSHM_ECORRUPT, "attach \"%s\": item count %lld does not fit a block "
+                       "of %zu bytes", b->name, (long long)count, b->size);
+    *len = (size_t)count;
+    return 0;
+}
+
+/* Check the private copy of the offsets against the block's size. */
+static int check_offsets(const pshm_block *b, const uint64_t *offsets, size_t len)
+{
+    uint64_t room = b->size - HEADER_MIN - len * PER_ITEM_META;
+    if (offsets[0] != 0)
+        return err_set(PSHM_ECORRUPT, "attach \"%s\": offset 0 is %lld, not 0", b->name,
+                       (long long)offsets[0]);
+    for (size_t i = 1; i <= len; i++) {
+        if (offsets[i] < offsets[i - 1] || offsets[i] % ALIGNMENT != 0)
+            return err_set(PSHM_ECORRUPT, "attach \"%s\": offset %zu is %lld; offsets must "
+                           "be non-decreasing multiples of 8 (offset %zu is %lld)", b->name,
+                           i, (long long)offsets[i], i - 1, (long long)offsets[i - 1]);
+    }
+    if (offsets[len] > room)
+        return err_set(PSHM_ECORRUPT, "attach \"%s\": the data area (%lld bytes) overruns "
+                       "the block, which has room for %llu", b->name,
+                       (long long)offsets[len], (unsigned long long)room);
+    return 0;
+}
+
+static int read_layout(pshm_block *b, size_t *len, uint64_t **offsets)
+{
+    int rc = read_count(b, len);
+    if (rc < 0)
+        return rc;
+    uint64_t *copy = alloc_offsets(*len);
+    if (copy == NULL)
+        return err_set(PSHM_ELIMIT, "attach \"%s\": out of memory for %zu offsets", b->name,
+                       *len + 1);
+    memcpy(copy, (unsigned char *)b->buf + 8, (*len + 1) * sizeof *copy);
+    rc = check_offsets(b, copy, *len);
+    if (rc < 0) {
+        free(copy);
+        return rc;
+    }
+    *offsets = copy;
+    return 0;
+}
+
+int pshm_list_attach(pshm_list **out, const char *name, unsigned flags)
+{
+    if (out == NULL)
+        return err_set(PSHM_EINVAL, "attach \"%s\": NULL handle pointer", name ? name : "");
+    *out = NULL;
+    /* Attach untracked and register only a valid list: a failed attach must
+     * not leave the tracker owning (and later removing) someone's block. */
+    pshm_block *b;
+    int rc = pshm_block_attach(&b, name, flags | PSHM_UNTRACKED);
+    if (rc < 0)
+        return rc;
+    size_t len = 0;
+    uint64_t *offsets = NULL;
+    pshm_list *l = NULL;
+    if ((rc = read_layout(b, &len, &offsets)) == 0 && (l = list_new(b, len, offsets)) == NULL) {
+        free(offsets);
+        rc = err_set(PSHM_ELIMIT, "attach \"%s\": out of memory", b->name);
+    }
+    if (rc < 0) {
+        pshm_block_free(b);
+        return rc;
+    }
+    if (!(flags & PSHM_UNTRACKED)) {
+        b->flags &= ~(unsigned)PSHM_UNTRACKED;
+        tracker_register(b);
+    }
+    *out = l;
+    return 0;
+}
+
+void pshm_list_free(pshm_list *l)
+{
+    if (l == NULL)
+        return;
+    pshm_block_free(l->block);
+    pthread_mutex_destroy(&l->write_lock);
+    free(l->offsets);
+    free(l);
+}
+
+pshm_block *pshm_list_block(const pshm_list *l)
+{
+    return l ? l->block : NULL;
+}
+
+size_t pshm_list_len(const pshm_list *l)
+{
+    return l ? l->len : 0;
+}
+
+/* ---- get --------------------------------------------------------------- */
+
+int pshm_list_get(const pshm_list *l, int64_t index, pshm_value *out)
+{
+    if (l == NULL || out == NULL)
+        return err_set(PSHM_EINVAL, "get [%lld]: NULL list or value pointer", (long long)index);
+    item it;
+    int rc = find_item(l, "get", index, &it);
+    return rc < 0 ? rc : read_item(l, "get", index, &it, out);
+}
+
+int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out, void *buf,
+                       size_t cap)
+{
+    if (l == NULL || out == NULL || (buf == NULL && cap > 0))
+        return err_set(PSHM_EINVAL, "get_copy [%lld]: NULL list, value or buffer pointer",
+                       (long long)index);
+    int rc = pshm_list_get(l, index, out);
+    if (rc < 0 || (out->type != PSHM_STR && out->type != PSHM_BYTES))
+        return rc;
+    size_t n = out->u.s.len;
+    if (n > cap)
+        return err_set(PSHM_ETOOBIG, "get_copy \"%s\"[%lld]: the %zu-byte %s does not fit "
+                       "the %zu-byte buffer", list_name(l), (long long)index, n,
+                       type_name(out->type), cap);
+    if (n > 0)
+        memcpy(buf, out->u.s.ptr, n);
+    /* Another process may have rewritten the item while we copied: the copy
+     * must stand on its own, so strip and check it again. */
+    n = strip_nuls(buf, n);
+    if (out->type == PSHM_STR && (rc = check_utf8(l, "get_copy", index, buf, n)) < 0)
+        return rc;
+    out->u.s.ptr = buf;
+    out->u.s.len = n;
+    return 0;
+}
+
+/* The raw span needs no format: it lies within the block by the offsets'
+ * validation alone, whatever the item holds. */
+int pshm_list_raw(const pshm_list *l, int64_t index, const void **ptr, size_t *allocated)
+{
+    if (l == NULL || ptr == NULL || allocated == NULL)
+        return err_set(PSHM_EINVAL, "raw [%lld]: NULL list or result pointer",
+                       (long long)index);
+    unsigned char *buf = list_buf(l, "raw");
+    if (buf == NULL)
+        return PSHM_ECLOSED;
+    size_t pos = 0;
+    int rc = position(l, "raw", index, &pos);
+    if (rc < 0)
+        return rc;
+    *ptr = buf + data_at(l->len) + l->offsets[pos];
+    *allocated = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
+    return 0;
+}
+
+/* ---- set --------------------------------------------------------------- */
+
+static int check_writable(const pshm_list *l, const char *what, int64_t index)
+{
+    if (l->block->flags & PSHM_READONLY)
+        return err_set(PSHM_EACCES, "%s \"%s\"[%lld]: the list was attached read-only", what,
+                       list_name(l), (long long)index);
+    return 0;
+}
+
+/*
+ * The format CPython's __setitem__ writes for v over item `it`, and the
+ * bytes it covers. A str/bytes keeps the item's "<n>s" format if it has one,
+ * else takes "<span>s".
+ */
+static int plan_set(const pshm_list *l, int64_t index, const item *it, const pshm_value *v,
+                    char format[FORMAT_LEN], size_t *width)
+{
+    if (v->type != PSHM_STR && v->type != PSHM_BYTES) {
+        if (it->span < 8)
+            return err_set(PSHM_ETOOBIG, "set \"%s\"[%lld]: a %s needs 8 bytes; the item has "
+                           "%zu allocated", list_name(l), (long long)index,
+                           type_name(v->type), it->span);
+        memcpy(format, fixed_format(v->type), FORMAT_LEN);
+        *width = 8;
+        return 0;
+    }
+    /* CPython checks against the span; a hand-made "<n>s" narrower than the
+     * span would truncate silently there, so we hold the value to n. */
+    size_t room = it->sized ? it->width : it->span;
+    if (v->u.s.len > room)
+        return err_set(PSHM_ETOOBIG, "set \"%s\"[%lld]: %zu-byte %s exceeds the %zu bytes "
+                       "allocated to this item", list_name(l), (long long)index, v->u.s.len,
+                       type_name(v->type), room);
+    if (!it->sized && it->span > SIZED_MAX)
+        return err_set(PSHM_ETOOBIG, "set \"%s\"[%lld]: the item's %zu-byte span needs a "
+                       "format over 8 characters", list_name(l), (long long)index, it->span);
+    if (it->sized)
+        memcpy(format, it->format, FORMAT_LEN);
+    else
+        sized_format(it->span, format);
+    *width = room;
+    return 0;
+}
+
+static int set_locked(pshm_list *l, int64_t index, const pshm_value *v)
+{
+    item it;
+    int rc = find_item(l, "set", index, &it);
+    char format[FORMAT_LEN] = {0};
+    size_t width = 0;
+    if (rc < 0 || (rc = plan_set(l, index, &it, v, format, &width)) < 0)
+        return rc;
+    /* CPython's order: format and code first, then the data. */
+    unsigned char *buf = pshm_block_buf(l->block);
+    uint64_t word;
+    memcpy(&word, format, sizeof word);
+    store_word(buf + l->formats_at + it.pos * 8, word);
+    __atomic_store_n(buf + l->codes_at + it.pos, (unsigned char)code_of(v->type),
+                     __ATOMIC_RELAXED);
+    write_value(it.data, v, width);
+    return 0;
+}
+
+int pshm_list_set(pshm_list *l, int64_t index, pshm_value v)
+{
+    if (l == NULL)
+        return err_set(PSHM_EINVAL, "set [%lld]: NULL list", (long long)index);
+    int rc = check_value(&v, "set", list_name(l), index);
+    if (rc < 0 || (rc = check_writable(l, "set", index)) < 0)
+        return rc;
+    pthread_mutex_lock(&l->write_lock);
+    rc = set_locked(l, index, &v);
+    pthread_mutex_unlock(&l->write_lock);
+    return rc;
+}
+
+/* ---- atomics ----------------------------------------------------------- */
+
+/*
+ * The int item's 8 bytes, for an atomic read-modify-write. What is atomic is
+ * the add or compare-and-swap itself (sequentially consistent, against any
+ * process doing the same on the same item). The type check before it is
+ * not: a process that sets the item to another type at that moment has its
+ * value overwritten by the integer, as with any unlocked racing writers.
+ */
+static int int_cell(pshm_list *l, const char *what, int64_t index, uint64_t **cell)
+{
+    if (l == NULL)
+        return err_set(PSHM_EINVAL, "%s [%lld]: NULL list", what, (long long)index);
+    item it;
+    int rc = check_writable(l, what, index);
+    if (rc < 0 || (rc = find_item(l, what, index, &it)) < 0)
+        return rc;
+    if (it.type != PSHM_INT)
+        return err_set(PSHM_ETYPE, "%s \"%s\"[%lld]: the item is a %s, not an int", what,
+                       list_name(l), (long long)index, type_name(it.type));
+    *cell = (uint64_t *)it.data; /* 8-byte aligned: see the top of this file */
+    return 0;
+}
+
+int pshm_list_add(pshm_list *l, int64_t index, int64_t delta, int64_t *old)
+{
+    uint64_t *cell;
+    int rc = int_cell(l, "add", index, &cell);
+    if (rc < 0)
+        return rc;
+    /* Unsigned arithmetic: wraps on overflow, as documented. */
+    uint64_t before = __atomic_fetch_add(cell, (uint64_t)delta, __ATOMIC_SEQ_CST);
+    if (old != NULL)
+        *old = (int64_t)before;
+    return 0;
+}
+
+int pshm_list_cas(pshm_list *l, int64_t index, int64_t *expected, int64_t desired)
+{
+    if (expected == NULL)
+        return err_set(PSHM_EINVAL, "cas [%lld]: NULL expected pointer", (long long)index);
+    uint64_t *cell;
+    int rc = int_cell(l, "cas", index, &cell);
+    if (rc < 0)
+        return rc;
+    uint64_t want = (uint64_t)*expected;
+    bool swapped = __atomic_compare_exchange_n(cell, &want, (uint64_t)desired, false,
+                                               __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    *expected = (int64_t)want;
+    return swapped ? 1 : 0;
+}
+
+/* ---- whole-list reads -------------------------------------------------- */
+
+/* Find the first item equal to v at or after *pos; *pos = len if none. */
+static int scan_equal(const pshm_list *l, const char *what, const pshm_value *v, size_t *pos)
+{
+    for (; *pos < l->len; ++*pos) {
+        item it;
+        pshm_value cur;
+        int rc = find_item(l, what, (int64_t)*pos, &it);
+        if (rc < 0 || (rc = read_item(l, what, (int64_t)*pos, &it, &cur)) < 0)
+            return rc;
+        if (pshm_value_equal(&cur, v))
+            return 0;
+    }
+    return 0;
+}
+
+int pshm_list_count(const pshm_list *l, const pshm_value *v, size_t *count)
+{
+    if (l == NULL || v == NULL || count == NULL)
+        return err_set(PSHM_EINVAL, "count: NULL list, value or result pointer");
+    size_t found = 0;
+    for (size_t pos = 0;; pos++) {
+        int rc = scan_equal(l, "count", v, &pos);
+        if (rc < 0)
+            return rc;
+        if (pos == l->len)
+            break;
+        found++;
+    }
+    *count = found;
+    return 0;
+}
+
+int pshm_list_index(const pshm_list *l, const pshm_value *v, size_t *index)
+{
+    if (l == NULL || v == NULL || index == NULL)
+        return err_set(PSHM_EINVAL, "index: NULL list, value or result pointer");
+    size_t pos = 0;
+    int rc = scan_equal(l, "index", v, &pos);
+    if (rc < 0)
+        return rc;
+    if (pos == l->len)
+        return err_set(PSHM_ENOTFOUND, "index \"%s\": the value is not in the list",
+                       list_name(l));
+    *index = pos;
+    return 0;
+}
+
+int pshm_list_format(const pshm_list *l, char **out)
+{
+    if (l == NULL || out == NULL)
+        return err_set(PSHM_EINVAL, "format: NULL list or result pointer");
+    strbuf sb = {0};
+    for (size_t pos = 0; pos < l->len; pos++) {
+        item it;
+        int rc = find_item(l, "format", (int64_t)pos, &it);
+        if (rc < 0) {
+            free(sb.data);
+            return rc;
+        }
+        sb_puts(&sb, it.format, format_text_len(it.format));
+    }
+    return sb_finish(&sb, out, "format");
+}
+
+static int item_repr_into(const pshm_list *l, size_t pos, strbuf *sb)
+{
+    item it;
+    pshm_value v;
+    int rc = find_item(l, "repr", (int64_t)pos, &it);
+    if (rc < 0 || (rc = read_item(l, "repr", (int64_t)pos, &it, &v)) < 0)
+        return rc;
+    if (pos > 0)
+        sb_puts(sb, ", ", 2);
+    return value_repr_into(sb, &v);
+}
+
+/* "ShareableList([<items>], name=<repr of the name>)", as CPython's __repr__. */
+static int repr_into(const pshm_list *l, strbuf *sb)
+{
+    sb_puts(sb, "ShareableList([", 15);
+    for (size_t pos = 0; pos < l->len; pos++) {
+        int rc = item_repr_into(l, pos, sb);
+        if (rc < 0)
+            return rc;
+    }
+    sb_puts(sb, "], name=", 8);
+    pshm_value name = pshm_strn(list_name(l), strlen(list_name(l)));
+    int rc = value_repr_into(sb, &name);
+    sb_putc(sb, ')');
+    return rc;
+}
+
+int pshm_list_repr(const pshm_list *l, char **out)
+{
+    if (l == NULL || out == NULL)
+        return err_set(PSHM_EINVAL, "repr: NULL list or result pointer");
+    strbuf sb = {0};
+    int rc = repr_into(l, &sb);
+    if (rc < 0) {
+        free(sb.data);
+        return rc;
+    }
+    return sb_finish(&sb, out, "repr");
+}

@@ -1,0 +1,630 @@
+/*
+ * test_list.c — shareable lists: every call, errors, type changes, the
+ * CPython layout, atomics across processes, and blocks corrupted by hand.
+ * (CPython itself is the reference in test_list_interop.py.)
+ */
+#include "pshm.h"
+#include "support.h"
+
+#include <criterion/criterion.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+/* Every name a test makes; the suite's fini removes whatever is left, so a
+ * failing assertion does not leak blocks. */
+static char names[8][64];
+static int name_count;
+
+static const char *new_name(const char *tag)
+{
+    cr_assert_lt(name_count, 8);
+    t_name(names[name_count], sizeof names[0], tag);
+    return names[name_count++];
+}
+
+static void remove_names(void)
+{
+    for (int i = 0; i < name_count; i++)
+        pshm_unlink(names[i]);
+}
+
+TestSuite(list, .fini = remove_names);
+
+#define ASSERT_OK(call) cr_assert_geq((call), 0, "%s: %s", #call, pshm_last_error())
+#define ASSERT_FAILS(call, code)                                                       \
+    cr_assert_eq((call), (code), "%s: expected %s, got \"%s\"", #call, #code,         \
+                 pshm_last_error())
+
+static pshm_list *make(const char *name, const pshm_value *values, size_t n)
+{
+    pshm_list *l;
+    ASSERT_OK(pshm_list_create(&l, name, values, n, PSHM_UNTRACKED));
+    return l;
+}
+
+static void finish(pshm_list *l)
+{
+    ASSERT_OK(pshm_block_unlink(pshm_list_block(l)));
+    pshm_list_free(l);
+}
+
+static unsigned char *raw_buf(pshm_list *l)
+{
+    return pshm_block_buf(pshm_list_block(l));
+}
+
+static void assert_format(pshm_list *l, const char *want)
+{
+    char *f;
+    ASSERT_OK(pshm_list_format(l, &f));
+    cr_assert_str_eq(f, want);
+    free(f);
+}
+
+static void assert_repr(pshm_list *l, const char *want)
+{
+    char *r;
+    ASSERT_OK(pshm_list_repr(l, &r));
+    cr_assert_str_eq(r, want);
+    free(r);
+}
+
+static void assert_str(pshm_list *l, int64_t index, pshm_type type, const char *want,
+                       size_t len)
+{
+    pshm_value v;
+    ASSERT_OK(pshm_list_get(l, index, &v));
+    cr_assert_eq(v.type, type);
+    cr_assert_eq(v.u.s.len, len, "item %lld has %zu bytes, want %zu", (long long)index,
+                 v.u.s.len, len);
+    cr_assert(memcmp(v.u.s.ptr, want, len) == 0);
+}
+
+static int64_t get_int(pshm_list *l, int64_t index)
+{
+    pshm_value v;
+    ASSERT_OK(pshm_list_get(l, index, &v));
+    cr_assert_eq(v.type, PSHM_INT);
+    return v.u.i;
+}
+
+/* ---- every type, layout, repr ------------------------------------------ */
+
+Test(list, every_type_round_trips)
+{
+    const char *name = new_name("types");
+    pshm_value in[] = {pshm_int(0), pshm_float(1.5), pshm_str("a"), pshm_bytes("b", 1),
+                       pshm_none(), pshm_bool(true), pshm_bool(false),
+                       pshm_int(INT64_MIN), pshm_int(INT64_MAX), pshm_str(""),
+                       pshm_bytes("", 0), pshm_float(-0.0)};
+    pshm_list *l = make(name, in, 12);
+    cr_assert_eq(pshm_list_len(l), 12);
+    pshm_value v;
+    ASSERT_OK(pshm_list_get(l, 1, &v));
+    cr_assert(v.type == PSHM_FLOAT && v.u.f == 1.5);
+    ASSERT_OK(pshm_list_get(l, 4, &v));
+    cr_assert_eq(v.type, PSHM_NONE);
+    ASSERT_OK(pshm_list_get(l, 5, &v));
+    cr_assert(v.type == PSHM_BOOL && v.u.b);
+    ASSERT_OK(pshm_list_get(l, 6, &v));
+    cr_assert(v.type == PSHM_BOOL && !v.u.b);
+    cr_assert_eq(get_int(l, 7), INT64_MIN);
+    cr_assert_eq(get_int(l, 8), INT64_MAX);
+    assert_str(l, 2, PSHM_STR, "a", 1);
+    assert_str(l, 3, PSHM_BYTES, "b", 1);
+    assert_str(l, 9, PSHM_STR, "", 0);
+    assert_str(l, 10, PSHM_BYTES, "", 0);
+    ASSERT_OK(pshm_list_get(l, 11, &v));
+    cr_assert(v.type == PSHM_FLOAT && v.u.f == 0 && signbit(v.u.f));
+    assert_format(l, "qd8s8sxxxxxx?xxxxxxxx?xxxxxxx?qq8s8sd");
+    char want[256];
+    snprintf(want, sizeof want, "ShareableList([0, 1.5, 'a', b'b', None, True, False, "
+             "-9223372036854775808, 9223372036854775807, '', b'', -0.0], name='%s')", name);
+    assert_repr(l, want);
+    finish(l);
+}
+
+Test(list, block_bytes_follow_cpython_layout)
+{
+    pshm_value in[] = {pshm_int(-2), pshm_str("hello"), pshm_bool(true), pshm_none()};
+    pshm_list *l = make(new_name("layout"), in, 4);
+    const unsigned char *b = raw_buf(l);
+    /* 8 + 8 * 5 offsets + data (8 + 8 + 8 + 8) + 8 * 4 formats + 4 codes */
+    cr_assert_eq(pshm_block_size(pshm_list_block(l)), 8 + 40 + 32 + 32 + 4);
+    int64_t header[6];
+    memcpy(header, b, sizeof header);
+    int64_t want_header[6] = {4, 0, 8, 16, 24, 32};
+    cr_assert_arr_eq(header, want_header, sizeof header);
+    cr_assert(memcmp(b + 56, "hello\0\0\0", 8) == 0);
+    cr_assert(memcmp(b + 64, "\0\0\0\0\0\0\0\1", 8) == 0);
+    cr_assert(memcmp(b + 80, "q\0\0\0\0\0\0\0" "8s\0\0\0\0\0\0" "xxxxxxx?" "xxxxxx?x", 32) == 0);
+    cr_assert(memcmp(b + 112, "\0\1\0\3", 4) == 0);
+    finish(l);
+}
+
+Test(list, random_name_and_tracked_by_default)
+{
+    pshm_value in[] = {pshm_int(1)};
+    pshm_list *l;
+    ASSERT_OK(pshm_list_create(&l, NULL, in, 1, 0));
+    const char *name = pshm_block_name(pshm_list_block(l));
+    cr_assert_eq(strlen(name), PSHM_RANDOM_NAME_LEN);
+    cr_assert(strncmp(name, "psm_", 4) == 0);
+    finish(l);
+}
+
+Test(list, empty_list)
+{
+    const char *name = new_name("empty");
+    pshm_list *l = make(name, NULL, 0), *a;
+    cr_assert_eq(pshm_block_size(pshm_list_block(l)), 16);
+    ASSERT_OK(pshm_list_attach(&a, name, PSHM_UNTRACKED));
+    cr_assert_eq(pshm_list_len(a), 0);
+    assert_format(a, "");
+    char want[128];
+    snprintf(want, sizeof want, "ShareableList([], name='%s')", name);
+    assert_repr(a, want);
+    pshm_value v;
+    ASSERT_FAILS(pshm_list_get(a, 0, &v), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_get(a, -1, &v), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_set(a, 0, pshm_int(1)), PSHM_ERANGE);
+    pshm_value none = pshm_none();
+    size_t n = 9;
+    ASSERT_OK(pshm_list_count(a, &none, &n));
+    cr_assert_eq(n, 0);
+    ASSERT_FAILS(pshm_list_index(a, &none, &n), PSHM_ENOTFOUND);
+    pshm_list_free(a);
+    finish(l);
+}
+
+/* ---- indices ------------------------------------------------------------ */
+
+Test(list, negative_indices_and_range)
+{
+    pshm_value in[] = {pshm_int(10), pshm_int(11), pshm_int(12)};
+    pshm_list *l = make(new_name("idx"), in, 3);
+    cr_assert_eq(get_int(l, -1), 12);
+    cr_assert_eq(get_int(l, -3), 10);
+    ASSERT_OK(pshm_list_set(l, -2, pshm_int(99)));
+    cr_assert_eq(get_int(l, 1), 99);
+    pshm_value v;
+    const int64_t bad[] = {3, -4, INT64_MIN, INT64_MAX, 1ll << 62};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ASSERT_FAILS(pshm_list_get(l, bad[i], &v), PSHM_ERANGE);
+        ASSERT_FAILS(pshm_list_set(l, bad[i], pshm_int(0)), PSHM_ERANGE);
+        ASSERT_FAILS(pshm_list_add(l, bad[i], 1, NULL), PSHM_ERANGE);
+        const void *p;
+        size_t n;
+        ASSERT_FAILS(pshm_list_raw(l, bad[i], &p, &n), PSHM_ERANGE);
+    }
+    cr_assert(strstr(pshm_last_error(), "[4611686018427387904]") != NULL, "%s",
+              pshm_last_error());
+    finish(l);
+}
+
+/* ---- set: type changes and storage ------------------------------------- */
+
+Test(list, type_changes_write_cpython_formats)
+{
+    pshm_value in[] = {pshm_int(1), pshm_str("sixteen bytes..")};
+    pshm_list *l = make(new_name("types"), in, 2);
+    assert_format(l, "q16s");
+    ASSERT_OK(pshm_list_set(l, 0, pshm_str("abc"))); /* from an 8-byte number slot */
+    assert_format(l, "8s16s");
+    assert_str(l, 0, PSHM_STR, "abc", 3);
+    ASSERT_OK(pshm_list_set(l, 0, pshm_bytes("12345678", 8)));
+    assert_str(l, 0, PSHM_BYTES, "12345678", 8);
+    ASSERT_OK(pshm_list_set(l, 1, pshm_float(2.5)));
+    assert_format(l, "8sd");
+    ASSERT_OK(pshm_list_set(l, 1, pshm_bool(true)));
+    assert_format(l, "8sxxxxxxx?");
+    ASSERT_OK(pshm_list_set(l, 1, pshm_none()));
+    assert_format(l, "8sxxxxxx?x");
+    /* Back to str: the format is the whole allocated span again. */
+    ASSERT_OK(pshm_list_set(l, 1, pshm_str("x")));
+    assert_format(l, "8s16s");
+    ASSERT_OK(pshm_list_set(l, 1, pshm_bytes("sixteen bytes!!!", 16)));
+    assert_str(l, 1, PSHM_BYTES, "sixteen bytes!!!", 16);
+    ASSERT_OK(pshm_list_set(l, 0, pshm_int(-7)));
+    cr_assert_eq(get_int(l, 0), -7);
+    assert_format(l, "q16s");
+    unsigned char codes[2];
+    memcpy(codes, raw_buf(l) + pshm_block_size(pshm_list_block(l)) - 2, 2);
+    cr_assert(codes[0] == 0 && codes[1] == 2);
+    finish(l);
+}
+
+Test(list, storage_exceeded_keeps_old_value)
+{
+    const char *name = new_name("big");
+    pshm_value in[] = {pshm_str("dry ice"), pshm_int(5)};
+    pshm_list *l = make(name, in, 2);
+    ASSERT_FAILS(pshm_list_set(l, 0, pshm_str("larger than previously allocated")),
+                 PSHM_ETOOBIG);
+    char want[160];
+    snprintf(want, sizeof want, "set \"%s\"[0]: 32-byte str exceeds the 8 bytes allocated "
+             "to this item", name);
+    cr_assert_str_eq(pshm_last_error(), want);
+    assert_str(l, 0, PSHM_STR, "dry ice", 7);
+    ASSERT_FAILS(pshm_list_set(l, -1, pshm_bytes("123456789", 9)), PSHM_ETOOBIG);
+    cr_assert_eq(get_int(l, 1), 5);
+    assert_format(l, "8sq");
+    finish(l);
+}
+
+Test(list, allocation_counts_encoded_bytes)
+{
+    /* 3 euro signs are 3 characters but 9 bytes: CPython would allocate 8. */
+    pshm_value in[] = {pshm_str("\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"), pshm_str("1234567"),
+                       pshm_str("12345678")};
+    pshm_list *l = make(new_name("utf8"), in, 3);
+    assert_format(l, "16s8s16s");
+    assert_str(l, 0, PSHM_STR, "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac", 9);
+    const void *p;
+    size_t n;
+    ASSERT_OK(pshm_list_raw(l, 0, &p, &n));
+    cr_assert_eq(n, 16);
+    finish(l);
+}
+
+Test(list, item_size_limit)
+{
+    size_t max = 9999991;
+    char *big = calloc(1, max + 1);
+    memset(big, 'z', max + 1);
+    pshm_value in[] = {pshm_bytes(big, max)};
+    pshm_list *l = make(new_name("max"), in, 1);
+    assert_format(l, "9999992s");
+    finish(l);
+    in[0] = pshm_bytes(big, max + 1);
+    pshm_list *none;
+    ASSERT_FAILS(pshm_list_create(&none, new_name("over"), in, 1, PSHM_UNTRACKED),
+                 PSHM_ETOOBIG);
+    cr_assert(strstr(pshm_last_error(), "[0]: 9999992-byte bytes") != NULL, "%s",
+              pshm_last_error());
+    cr_assert_not(t_shm_exists(names[name_count - 1]));
+    free(big);
+}
+
+Test(list, trailing_nuls_stripped_raw_keeps_them)
+{
+    pshm_value in[] = {pshm_strn("?\0", 2), pshm_bytes("\3\2\1\0\0\0", 6),
+                       pshm_strn("?\0\7", 3)};
+    pshm_list *l = make(new_name("nul"), in, 3);
+    assert_str(l, 0, PSHM_STR, "?", 1);
+    assert_str(l, 1, PSHM_BYTES, "\3\2\1", 3);
+    assert_str(l, 2, PSHM_STR, "?\0\7", 3);
+    const void *p;
+    size_t n;
+    ASSERT_OK(pshm_list_raw(l, 1, &p, &n));
+    cr_assert_eq(n, 8);
+    cr_assert(memcmp(p, "\3\2\1\0\0\0\0\0", 8) == 0);
+    finish(l);
+}
+
+Test(list, get_copy)
+{
+    pshm_value in[] = {pshm_str("copy me"), pshm_int(3)};
+    pshm_list *l = make(new_name("copy"), in, 2);
+    char buf[8];
+    pshm_value v;
+    ASSERT_OK(pshm_list_get_copy(l, 0, &v, buf, sizeof buf));
+    cr_assert(v.u.s.ptr == buf && v.u.s.len == 7 && memcmp(buf, "copy me", 7) == 0);
+    ASSERT_FAILS(pshm_list_get_copy(l, 0, &v, buf, 6), PSHM_ETOOBIG);
+    cr_assert_eq(v.u.s.len, 7);
+    ASSERT_OK(pshm_list_get_copy(l, 1, &v, NULL, 0));
+    cr_assert(v.type == PSHM_INT && v.u.i == 3);
+    finish(l);
+}
+
+Test(list, count_and_index_use_python_equality)
+{
+    pshm_value in[] = {pshm_int(1), pshm_float(1.0), pshm_bool(true), pshm_str("1"),
+                       pshm_bytes("1", 1), pshm_float(NAN), pshm_none()};
+    pshm_list *l = make(new_name("count"), in, 7);
+    size_t n;
+    pshm_value one = pshm_int(1), s = pshm_str("1"), nan = pshm_float(NAN),
+               none = pshm_none(), two = pshm_int(2), b = pshm_bytes("1", 1);
+    ASSERT_OK(pshm_list_count(l, &one, &n));
+    cr_assert_eq(n, 3);
+    ASSERT_OK(pshm_list_count(l, &s, &n));
+    cr_assert_eq(n, 1);
+    ASSERT_OK(pshm_list_count(l, &nan, &n));
+    cr_assert_eq(n, 0);
+    ASSERT_OK(pshm_list_index(l, &b, &n));
+    cr_assert_eq(n, 4);
+    ASSERT_OK(pshm_list_index(l, &none, &n));
+    cr_assert_eq(n, 6);
+    ASSERT_FAILS(pshm_list_index(l, &two, &n), PSHM_ENOTFOUND);
+    finish(l);
+}
+
+/* ---- handles ------------------------------------------------------------ */
+
+Test(list, attach_sees_writes_both_ways)
+{
+    const char *name = new_name("attach");
+    pshm_value in[] = {pshm_int(1), pshm_str("abc")};
+    pshm_list *l = make(name, in, 2), *a;
+    ASSERT_OK(pshm_list_attach(&a, name, PSHM_UNTRACKED));
+    ASSERT_OK(pshm_list_set(a, 0, pshm_str("from a")));
+    assert_str(l, 0, PSHM_STR, "from a", 6);
+    ASSERT_OK(pshm_list_set(l, 1, pshm_int(42)));
+    cr_assert_eq(get_int(a, 1), 42);
+    pshm_list_free(a);
+    finish(l);
+}
+
+Test(list, read_only_attach_refuses_writes)
+{
+    const char *name = new_name("ro");
+    pshm_value in[] = {pshm_int(1)};
+    pshm_list *l = make(name, in, 1), *ro;
+    ASSERT_OK(pshm_list_attach(&ro, name, PSHM_READONLY | PSHM_UNTRACKED));
+    cr_assert_eq(get_int(ro, 0), 1);
+    ASSERT_FAILS(pshm_list_set(ro, 0, pshm_int(2)), PSHM_EACCES);
+    ASSERT_FAILS(pshm_list_add(ro, 0, 1, NULL), PSHM_EACCES);
+    int64_t e = 1;
+    ASSERT_FAILS(pshm_list_cas(ro, 0, &e, 2), PSHM_EACCES);
+    cr_assert_eq(get_int(l, 0), 1);
+    pshm_list_free(ro);
+    finish(l);
+}
+
+Test(list, closed_block_is_reported)
+{
+    pshm_value in[] = {pshm_int(1)};
+    pshm_list *l = make(new_name("closed"), in, 1);
+    ASSERT_OK(pshm_block_close(pshm_list_block(l)));
+    pshm_value v;
+    ASSERT_FAILS(pshm_list_get(l, 0, &v), PSHM_ECLOSED);
+    ASSERT_FAILS(pshm_list_set(l, 0, pshm_int(2)), PSHM_ECLOSED);
+    char *text;
+    ASSERT_FAILS(pshm_list_repr(l, &text), PSHM_ECLOSED);
+    finish(l);
+}
+
+Test(list, bad_arguments)
+{
+    pshm_list *l;
+    pshm_value v = pshm_int(1);
+    ASSERT_FAILS(pshm_list_create(NULL, "x", &v, 1, 0), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_create(&l, "x", NULL, 1, 0), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_attach(NULL, "x", 0), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_attach(&l, new_name("nosuch"), 0), PSHM_ENOENT);
+    pshm_value bad_utf8 = pshm_strn("\xff", 1), bad_type = pshm_int(0);
+    bad_type.type = (pshm_type)99;
+    ASSERT_FAILS(pshm_list_create(&l, new_name("badv"), &bad_utf8, 1, 0), PSHM_EINVAL);
+    cr_assert_not(t_shm_exists(names[name_count - 1]));
+    l = make(new_name("args"), &v, 1);
+    ASSERT_FAILS(pshm_list_set(l, 0, bad_utf8), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_set(l, 0, bad_type), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_set(l, 0, pshm_bytes(NULL, 3)), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_get(l, 0, NULL), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_cas(l, 0, NULL, 1), PSHM_EINVAL);
+    cr_assert_eq(get_int(l, 0), 1);
+    cr_assert_eq(pshm_list_len(NULL), 0);
+    pshm_list_free(NULL);
+    finish(l);
+}
+
+/* ---- atomics ------------------------------------------------------------ */
+
+Test(list, add_and_cas)
+{
+    pshm_value in[] = {pshm_int(INT64_MAX), pshm_float(1), pshm_str("s")};
+    pshm_list *l = make(new_name("atomic"), in, 3);
+    int64_t old;
+    ASSERT_OK(pshm_list_add(l, 0, 1, &old));
+    cr_assert_eq(old, INT64_MAX);
+    cr_assert_eq(get_int(l, 0), INT64_MIN); /* wraps */
+    int64_t expected = 5;
+    cr_assert_eq(pshm_list_cas(l, 0, &expected, 7), 0);
+    cr_assert_eq(expected, INT64_MIN);
+    cr_assert_eq(pshm_list_cas(l, -3, &expected, 7), 1);
+    cr_assert_eq(get_int(l, 0), 7);
+    ASSERT_FAILS(pshm_list_add(l, 1, 1, NULL), PSHM_ETYPE);
+    cr_assert(strstr(pshm_last_error(), "[1]: the item is a float, not an int") != NULL);
+    ASSERT_FAILS(pshm_list_cas(l, 2, &expected, 1), PSHM_ETYPE);
+    finish(l);
+}
+
+#define WORKERS 6
+#define ADDS_EACH 20000
+
+/* Item 0 counts adds, item 1 counts increments made by CAS retry loops. */
+static void hammer(pshm_list *l)
+{
+    for (int i = 0; i < ADDS_EACH; i++) {
+        if (pshm_list_add(l, 0, 1, NULL) < 0)
+            _exit(1);
+        int64_t seen = get_int(l, 1);
+        int rc;
+        while ((rc = pshm_list_cas(l, 1, &seen, seen + 2)) == 0)
+            ;
+        if (rc < 0)
+            _exit(2);
+    }
+    _exit(0);
+}
+
+Test(list, atomics_from_several_processes)
+{
+    const char *name = new_name("procs");
+    pshm_value in[] = {pshm_int(0), pshm_int(0)};
+    pshm_list *l = make(name, in, 2);
+    pid_t pids[WORKERS];
+    for (int w = 0; w < WORKERS; w++) {
+        pids[w] = fork();
+        cr_assert_geq(pids[w], 0);
+        if (pids[w] == 0) {
+            pshm_list *mine; /* half use the inherited handle, half attach anew */
+            if (w % 2 == 0 && pshm_list_attach(&mine, name, PSHM_UNTRACKED) == 0)
+                hammer(mine);
+            hammer(l);
+        }
+    }
+    for (int w = 0; w < WORKERS; w++) {
+        int status = t_wait(pids[w], 120);
+        cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "worker %d: %d", w, status);
+    }
+    cr_assert_eq(get_int(l, 0), WORKERS * ADDS_EACH);
+    cr_assert_eq(get_int(l, 1), 2 * WORKERS * ADDS_EACH);
+    finish(l);
+}
+
+/* ---- corrupt blocks ---------------------------------------------------- */
+
+/*
+ * A valid list [7, 'abc', None] made untracked, for a test to break by hand:
+ * header at 0, offsets at 8 (0, 8, 16, 24), data at 40, formats at 64,
+ * codes at 88, 91 bytes in all.
+ */
+#define F_AT 64
+#define C_AT 88
+static pshm_list *victim(const char *name)
+{
+    pshm_value in[] = {pshm_int(7), pshm_str("abc"), pshm_none()};
+    pshm_list *l = make(name, in, 3);
+    cr_assert_eq(pshm_block_size(pshm_list_block(l)), 91);
+    return l;
+}
+
+static void put64(pshm_list *l, size_t at, int64_t v)
+{
+    memcpy(raw_buf(l) + at, &v, 8);
+}
+
+static void assert_attach_corrupt(const char *name, const char *why)
+{
+    pshm_list *a = NULL;
+    ASSERT_FAILS(pshm_list_attach(&a, name, 0), PSHM_ECORRUPT);
+    cr_assert_null(a);
+    cr_assert(strstr(pshm_last_error(), name) != NULL);
+    cr_assert(strstr(pshm_last_error(), why) != NULL, "\"%s\" lacks \"%s\"",
+              pshm_last_error(), why);
+}
+
+Test(list, attach_rejects_bad_headers)
+{
+    const char *name = new_name("hdr");
+    pshm_list *l = victim(name);
+    const struct { size_t at; int64_t value; const char *why; } cases[] = {
+        {0, -1, "item count -1"},
+        {0, 5, "item count 5"},
+        {0, INT64_MAX / 8, "item count"},     /* (N + 2) * 8 would overflow */
+        {0, (int64_t)(UINT64_MAX / 17 + 1), "item count"},
+        {8, 8, "offset 0 is 8"},
+        {16, 24, "offset 2 is 16"},          /* 0, 24, 16: decreasing */
+        {24, 0, "offset 2 is 0"},            /* 0, 8, 0: decreasing */
+        {24, 12, "multiples of 8"},
+        {32, 32, "overruns"},
+        {32, -8, "data area (-8 bytes)"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        int64_t saved;
+        memcpy(&saved, raw_buf(l) + cases[i].at, 8);
+        put64(l, cases[i].at, cases[i].value);
+        assert_attach_corrupt(name, cases[i].why);
+        put64(l, cases[i].at, saved);
+    }
+    pshm_list *a;
+    ASSERT_OK(pshm_list_attach(&a, name, PSHM_UNTRACKED)); /* restored */
+    pshm_list_free(a);
+    finish(l);
+}
+
+Test(list, attach_rejects_tiny_block)
+{
+    const char *name = new_name("tiny");
+    pshm_block *b;
+    ASSERT_OK(pshm_block_create(&b, name, 15, PSHM_UNTRACKED));
+    assert_attach_corrupt(name, "fewer than the 16");
+    cr_assert(t_shm_exists(name)); /* a failed attach leaves the block alone */
+    ASSERT_OK(pshm_block_unlink(b));
+    pshm_block_free(b);
+}
+
+/* Break item 1 ('abc', span 8) by format and code; get must refuse it. */
+static void assert_item_corrupt(pshm_list *l, const char format[8], int code, const char *why)
+{
+    memcpy(raw_buf(l) + F_AT + 8, format, 8);
+    raw_buf(l)[C_AT + 1] = (unsigned char)code;
+    pshm_value v;
+    ASSERT_FAILS(pshm_list_get(l, 1, &v), PSHM_ECORRUPT);
+    cr_assert(strstr(pshm_last_error(), "get \"") == pshm_last_error());
+    cr_assert(strstr(pshm_last_error(), "[1]: ") != NULL, "%s", pshm_last_error());
+    cr_assert(strstr(pshm_last_error(), why) != NULL, "\"%s\" lacks \"%s\"",
+              pshm_last_error(), why);
+    /* A set over a corrupt item is refused too and writes nothing. */
+    unsigned char before[8];
+    memcpy(before, raw_buf(l) + 48, 8);
+    ASSERT_FAILS(pshm_list_set(l, 1, pshm_str("x")), PSHM_ECORRUPT);
+    cr_assert(memcmp(before, raw_buf(l) + 48, 8) == 0);
+    char *text;
+    ASSERT_FAILS(pshm_list_repr(l, &text), PSHM_ECORRUPT);
+    ASSERT_FAILS(pshm_list_format(l, &text), PSHM_ECORRUPT);
+    size_t n;
+    ASSERT_FAILS(pshm_list_count(l, &v, &n), PSHM_ECORRUPT);
+}
+
+Test(list, get_rejects_bad_formats_and_codes)
+{
+    const char *name = new_name("item");
+    pshm_list *owner = victim(name), *l;
+    ASSERT_OK(pshm_list_attach(&l, name, PSHM_UNTRACKED));
+    assert_item_corrupt(l, "zz\0\0\0\0\0\0", 1, "unknown item format (format \"zz\"");
+    assert_item_corrupt(l, "\xff\0\0\0\0\0\0\0", 1, "format \"\\xff\"");
+    assert_item_corrupt(l, "12345678", 1, "unknown item format");
+    assert_item_corrupt(l, "8s\0x\0\0\0\0", 1, "unknown item format");
+    assert_item_corrupt(l, "s\0\0\0\0\0\0\0", 1, "unknown item format");
+    assert_item_corrupt(l, "-8s\0\0\0\0\0", 1, "unknown item format");
+    assert_item_corrupt(l, "16s\0\0\0\0\0", 1, "more bytes than the item's span");
+    assert_item_corrupt(l, "9999999s", 2, "more bytes than the item's span");
+    assert_item_corrupt(l, "8s\0\0\0\0\0\0", 0, "needs code 1 or 2");
+    assert_item_corrupt(l, "8s\0\0\0\0\0\0", 3, "needs code 1 or 2");
+    assert_item_corrupt(l, "8s\0\0\0\0\0\0", 0xff, "code -1");
+    assert_item_corrupt(l, "q\0\0\0\0\0\0\0", 1, "unknown item format");
+    assert_item_corrupt(l, "xxxxxx?x", 0, "unknown item format");
+    assert_item_corrupt(l, "d\0\0\0\0\0\0\0", 3, "code 3");
+    /* Invalid UTF-8 in a well-formed str item. */
+    memcpy(raw_buf(l) + F_AT + 8, "8s\0\0\0\0\0\0", 8);
+    raw_buf(l)[C_AT + 1] = 1;
+    memcpy(raw_buf(l) + 48, "ab\xc3(\0\0\0\0", 8);
+    pshm_value v;
+    ASSERT_FAILS(pshm_list_get(l, 1, &v), PSHM_ECORRUPT);
+    cr_assert(strstr(pshm_last_error(), "not valid UTF-8") != NULL);
+    char buf[16];
+    ASSERT_FAILS(pshm_list_get_copy(l, 1, &v, buf, sizeof buf), PSHM_ECORRUPT);
+    /* The same bytes as bytes are fine, and a set repairs the item. */
+    raw_buf(l)[C_AT + 1] = 2;
+    assert_str(l, 1, PSHM_BYTES, "ab\xc3(", 4);
+    ASSERT_OK(pshm_list_set(l, 1, pshm_str("ok")));
+    assert_str(owner, 1, PSHM_STR, "ok", 2);
+    pshm_list_free(l);
+    finish(owner);
+}
+
+Test(list, header_rewritten_after_attach_is_ignored)
+{
+    const char *name = new_name("rewrite");
+    pshm_list *owner = victim(name), *l;
+    ASSERT_OK(pshm_list_attach(&l, name, PSHM_UNTRACKED));
+    /* Another process points the offsets and count far outside the block:
+     * this handle keeps using its private, validated copy. */
+    put64(owner, 0, INT64_MAX);
+    for (size_t at = 8; at < 40; at += 8)
+        put64(owner, at, 1ll << 40);
+    cr_assert_eq(pshm_list_len(l), 3);
+    cr_assert_eq(get_int(l, 0), 7);
+    assert_str(l, 1, PSHM_STR, "abc", 3);
+    ASSERT_OK(pshm_list_set(l, 2, pshm_int(9)));
+    cr_assert_eq(get_int(l, -1), 9);
+    assert_attach_corrupt(name, "item count");
+    pshm_list_free(l);
+    finish(owner);
+}
