@@ -1,0 +1,722 @@
+/*
+ * client.c — manager handles: start a server process, connect, and the
+ * requests. One long-lived connection per handle, authenticated once;
+ * requests on a handle are serialised by its mutex, so threads may share it.
+ * A connection that fails mid-request is closed for good (PSHM_ECONN from
+ * then on): after a lost reply nobody knows what the server did.
+ */
+#include "protocol.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+/* How long the client waits for the server's side of the handshake. */
+#define CLIENT_HANDSHAKE_MS 10000
+
+struct pshm_manager {
+    pthread_mutex_t lock; /* serialises requests: guards fd, out, in */
+    int fd;               /* the connection; -1 once lost */
+    char address[PROTO_ADDR_MAX];
+    uint8_t key[PSHM_AUTHKEY_MAX];
+    size_t keylen;
+    pid_t server_pid;     /* > 0: this handle started the server */
+    int starter_fd;       /* write end of the server's lifeline, or -1 */
+    proto_buf out;
+    uint8_t *in;
+    size_t in_cap;
+};
+
+/* ---- socket I/O -------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int lost(pshm_manager *m, const char *what, const char *why)
+{
+    if (m->fd >= 0)
+        close(m->fd);
+    m->fd = -1;
+    return err_set(PSHM_ECONN, "%s \"%s\": %s", what, m->address, why);
+}
+
+static int send_all(pshm_manager *m, const char *what, const uint8_t *p, size_t len)
+{
+    while (len > 0) {
+        ssize_t n = send(m->fd, p, len, MSG_NOSIGNAL);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return lost(m, what, n < 0 ? strerror(errno) : "connection closed");
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Read exactly len bytes; deadline (ms, monotonic) or -1 for none. */
+static int recv_all(pshm_manager *m, const char *what, uint8_t *p, size_t len,
+                    int64_t deadline)
+{
+    while (len > 0) {
+        if (deadline >= 0) {
+            int64_t left = deadline - now_ms();
+            struct pollfd pfd = {m->fd, POLLIN, 0};
+            int r = left > 0 ? poll(&pfd, 1, (int)left) : 0;
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r == 0)
+                return lost(m, what, "the server did not answer in time");
+        }
+        ssize_t n = recv(m->fd, p, len, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            return lost(m, what, n < 0 ? strerror(errno) : "the server closed the connection");
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Receive one frame into m->in; its payload length goes to *len. The length
+ * is checked against `limit` before the buffer grows. */
+static int recv_frame(pshm_manager *m, const char *what, uint32_t limit, size_t *len,
+                      int64_t deadline)
+{
+    uint8_t header[PROTO_HEADER_LEN];
+    int rc = recv_all(m, what, header, sizeof header, deadline);
+    if (rc < 0)
+        return rc;
+    uint32_t n = proto_frame_length(header);
+    if (n > limit) {
+        lost(m, what, "");
+        return err_set(PSHM_EPROTO, "%s \"%s\": the server sent a message of %u bytes "
+                       "(limit %u)", what, m->address, n, limit);
+    }
+    if (n > m->in_cap) {
+        uint8_t *in = realloc(m->in, n);
+        if (in == NULL)
+            return err_set(PSHM_ELIMIT, "%s \"%s\": out of memory for a reply of %u bytes",
+                           what, m->address, n);
+        m->in = in;
+        m->in_cap = n;
+    }
+    *len = n;
+    return recv_all(m, what, m->in, n, deadline);
+}
+
+/* Send the frame built in m->out. */
+static int send_out(pshm_manager *m, const char *what)
+{
+    int rc = m->out.failed ? err_set(PSHM_ETOOBIG, "%s \"%s\": the request is larger than "
+                                     "%u bytes", what, m->address, PROTO_MAX_FRAME)
+                           : send_all(m, what, m->out.data, m->out.len);
+    m->out.len = 0;
+    m->out.failed = false;
+    return rc;
+}
+
+/* ---- handshake --------------------------------------------------------- */
+
+static int connect_socket(pshm_manager *m, const proto_addr *a)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    if (a->kind == ADDR_UNIX) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path, a->path, strlen(a->path) + 1);
+        len = sizeof *sun;
+    } else if (a->family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(a->port);
+        memcpy(&in->sin_addr, a->ip, 4);
+        len = sizeof *in;
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(a->port);
+        memcpy(&in6->sin6_addr, a->ip, 16);
+        len = sizeof *in6;
+    }
+    m->fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (m->fd < 0)
+        return err_errno(errno, "connect", m->address, "socket");
+    int rc;
+    do
+        rc = connect(m->fd, (struct sockaddr *)&ss, len);
+    while (rc < 0 && errno == EINTR);
+    if (rc < 0) {
+        int e = errno;
+        close(m->fd);
+        m->fd = -1;
+        return err_set(e == ENOENT || e == ECONNREFUSED ? PSHM_ECONN : PSHM_ESYS,
+                       "connect \"%s\": %s", m->address, strerror(e));
+    }
+    return 0;
+}
+
+/* Copy peer-supplied text for a message, with control bytes made visible. */
+static void clean_text(char *out, size_t cap, proto_text t)
+{
+    size_t n = t.len < cap - 1 ? t.len : cap - 1;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)t.ptr[i];
+        out[i] = ch < 0x20 || ch == 0x7f ? '?' : (char)ch;
+    }
+    out[n] = '\0';
+}
+
+static int read_hello(pshm_manager *m, int64_t deadline, proto_hello *hello)
+{
+    size_t len;
+    int rc = recv_frame(m, "connect", PROTO_MAX_HANDSHAKE, &len, deadline);
+    if (rc == 0)
+        rc = proto_get_hello(m->in, len, hello, "connect");
+    if (rc == 0 && hello->status == HELLO_BUSY) {
+        char why[PROTO_MAX_TEXT + 1];
+        clean_text(why, sizeof why, hello->reason);
+        return err_set(PSHM_ECONN, "connect \"%s\": the server refused the connection: %s",
+                       m->address, why);
+    }
+    return rc;
+}
+
+static int read_welcome(pshm_manager *m, int64_t deadline, const uint8_t *ours,
+                        const uint8_t *theirs)
+{
+    size_t len;
+    proto_welcome w;
+    int rc = recv_frame(m, "connect", PROTO_MAX_HANDSHAKE, &len, deadline);
+    if (rc == 0)
+        rc = proto_get_welcome(m->in, len, &w, "connect");
+    if (rc < 0)
+        return rc;
+    if (w.status == WELCOME_REFUSED) {
+        char why[PROTO_MAX_TEXT + 1];
+        clean_text(why, sizeof why, w.reason);
+        return err_set(PSHM_EAUTH, "connect \"%s\": authentication failed: the server refused "
+                       "the key (%s)", m->address, why);
+    }
+    if (!proto_mac_ok(w.mac, m->key, m->keylen, "server", ours, theirs))
+        return err_set(PSHM_EAUTH, "connect \"%s\": authentication failed: the server did not "
+                       "prove it knows the key", m->address);
+    return 0;
+}
+
+/* Mutual challenge-response; see protocol.h. */
+static int handshake(pshm_manager *m)
+{
+    int64_t deadline = now_ms() + CLIENT_HANDSHAKE_MS;
+    proto_hello hello;
+    int rc = read_hello(m, deadline, &hello);
+    if (rc < 0)
+        return rc;
+    uint8_t ours[PROTO_CHALLENGE_LEN], mac[PROTO_MAC_LEN];
+    randombytes_buf(ours, sizeof ours);
+    proto_mac(mac, m->key, m->keylen, "client", hello.challenge, ours);
+    proto_put_auth(&m->out, mac, ours);
+    rc = send_out(m, "connect");
+    if (rc == 0)
+        rc = read_welcome(m, deadline, ours, hello.challenge);
+    return rc;
+}
+
+/* ---- handles ----------------------------------------------------------- */
+
+static void handle_free(pshm_manager *m)
+{
+    if (m->fd >= 0)
+        close(m->fd);
+    pthread_mutex_destroy(&m->lock);
+    proto_buf_free(&m->out);
+    free(m->in);
+    sodium_memzero(m->key, sizeof m->key);
+    free(m);
+}
+
+static int handle_new(pshm_manager **out, const char *what, const char *address,
+                      const void *key, size_t keylen)
+{
+    if (key == NULL || keylen == 0 || keylen > PSHM_AUTHKEY_MAX)
+        return err_set(PSHM_EINVAL, "%s \"%s\": the key must be 1..%d bytes", what,
+                       address ? address : "(null)", PSHM_AUTHKEY_MAX);
+    pshm_manager *m = calloc(1, sizeof *m);
+    if (m == NULL)
+        return err_set(PSHM_ELIMIT, "%s: out of memory", what);
+    pthread_mutex_init(&m->lock, NULL);
+    m->fd = -1;
+    m->starter_fd = -1;
+    memcpy(m->key, key, keylen);
+    m->keylen = keylen;
+    *out = m;
+    return 0;
+}
+
+/* Connect and authenticate the handle m to `address`. */
+static int open_connection(pshm_manager *m, const char *address)
+{
+    proto_addr a;
+    int rc = proto_addr_parse("connect", address, &a);
+    if (rc < 0)
+        return rc;
+    proto_addr_format(&a, m->address);
+    if (sodium_init() < 0)
+        return err_set(PSHM_ESYS, "connect \"%s\": libsodium failed to initialise", address);
+    rc = connect_socket(m, &a);
+    if (rc == 0 && (rc = handshake(m)) < 0 && m->fd >= 0) {
+        close(m->fd);
+        m->fd = -1;
+    }
+    return rc;
+}
+
+int pshm_manager_connect(pshm_manager **out, const char *address, const void *key,
+                         size_t keylen)
+{
+    if (out == NULL)
+        return err_set(PSHM_EINVAL, "connect: NULL handle pointer");
+    *out = NULL;
+    pshm_manager *m;
+    int rc = handle_new(&m, "connect", address, key, keylen);
+    if (rc < 0)
+        return rc;
+    if ((rc = open_connection(m, address)) < 0) {
+        handle_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+const char *pshm_manager_address(const pshm_manager *m)
+{
+    return m ? m->address : NULL;
+}
+
+const void *pshm_manager_authkey(const pshm_manager *m, size_t *len)
+{
+    if (len != NULL)
+        *len = m ? m->keylen : 0;
+    return m ? m->key : NULL;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+/*
+ * Send the request built in m->out and decode the reply into *resp (which
+ * points into m->in: use it before unlocking). An ERROR reply becomes the
+ * server's code with its message. Lock held.
+ */
+static int call(pshm_manager *m, const char *what, proto_response *resp)
+{
+    memset(resp, 0, sizeof *resp); /* clearable whatever happens below */
+    if (m->fd < 0) {
+        m->out.len = 0;
+        return err_set(PSHM_ECONN, "%s \"%s\": the connection was lost earlier", what,
+                       m->address);
+    }
+    size_t len;
+    int rc = send_out(m, what);
+    if (rc == 0)
+        rc = recv_frame(m, what, PROTO_MAX_FRAME, &len, -1);
+    if (rc == 0 && (rc = proto_get_response(m->in, len, resp, what)) < 0)
+        lost(m, what, "");
+    if (rc < 0)
+        return rc;
+    if (resp->kind == RESP_ERROR) {
+        char why[PROTO_MAX_TEXT + 1];
+        clean_text(why, sizeof why, resp->message);
+        return err_set(resp->code, "%s \"%s\": the server says: %s", what, m->address, why);
+    }
+    return 0;
+}
+
+/* A reply of the wrong kind is a protocol violation: drop the connection. */
+static int expect(pshm_manager *m, const char *what, const proto_response *resp,
+                  proto_response_kind kind)
+{
+    if (resp->kind == kind)
+        return 0;
+    lost(m, what, "");
+    return err_set(PSHM_EPROTO, "%s \"%s\": unexpected kind of reply from the server", what,
+                   m->address);
+}
+
+/* Send the request in m->out and copy the OK_NAME reply into name. Lock held. */
+static int call_for_name(pshm_manager *m, const char *what, char name[PSHM_NAME_MAX + 1])
+{
+    proto_response resp;
+    int rc = call(m, what, &resp);
+    if (rc == 0 && (rc = expect(m, what, &resp, RESP_OK_NAME)) == 0) {
+        memcpy(name, resp.name.ptr, resp.name.len);
+        name[resp.name.len] = '\0';
+    }
+    proto_response_clear(&resp);
+    return rc;
+}
+
+/* After a failed attach, give the block back so it does not linger. */
+static int release_quietly(pshm_manager *m, const char *name, int attach_rc)
+{
+    char saved[512];
+    snprintf(saved, sizeof saved, "%s", pshm_last_error());
+    pshm_manager_release(m, name);
+    return err_set(attach_rc, "%s", saved);
+}
+
+int pshm_manager_block(pshm_manager *m, size_t size, pshm_block **out)
+{
+    if (m == NULL || out == NULL)
+        return err_set(PSHM_EINVAL, "block: NULL manager or handle pointer");
+    *out = NULL;
+    char name[PSHM_NAME_MAX + 1];
+    pthread_mutex_lock(&m->lock);
+    proto_put_create_block(&m->out, size);
+    int rc = call_for_name(m, "block", name);
+    pthread_mutex_unlock(&m->lock);
+    /* The server owns the block's life: our handle must not be tracked. */
+    if (rc == 0 && (rc = pshm_block_attach(out, name, PSHM_UNTRACKED)) < 0)
+        rc = release_quietly(m, name, rc);
+    return rc;
+}
+
+int pshm_manager_list(pshm_manager *m, const pshm_value *values, size_t n, pshm_list **out)
+{
+    if (m == NULL || out == NULL || (values == NULL && n > 0))
+        return err_set(PSHM_EINVAL, "list: NULL manager, values or handle pointer");
+    *out = NULL;
+    char name[PSHM_NAME_MAX + 1];
+    pthread_mutex_lock(&m->lock);
+    proto_put_create_list(&m->out, values, n);
+    int rc = call_for_name(m, "list", name);
+    pthread_mutex_unlock(&m->lock);
+    if (rc == 0 && (rc = pshm_list_attach(out, name, PSHM_UNTRACKED)) < 0)
+        rc = release_quietly(m, name, rc);
+    return rc;
+}
+
+void pshm_names_free(char **names, size_t count)
+{
+    if (names == NULL)
+        return;
+    for (size_t i = 0; i < count; i++)
+        free(names[i]);
+    free(names);
+}
+
+static int copy_names(const proto_response *resp, char ***names, size_t *count)
+{
+    char **copy = calloc(resp->count ? resp->count : 1, sizeof *copy);
+    if (copy == NULL)
+        return err_set(PSHM_ELIMIT, "names: out of memory");
+    for (size_t i = 0; i < resp->count; i++) {
+        copy[i] = strndup(resp->names[i].ptr, resp->names[i].len);
+        if (copy[i] == NULL) {
+            pshm_names_free(copy, i);
+            return err_set(PSHM_ELIMIT, "names: out of memory");
+        }
+    }
+    *names = copy;
+    *count = resp->count;
+    return 0;
+}
+
+int pshm_manager_names(pshm_manager *m, char ***names, size_t *count)
+{
+    if (m == NULL || names == NULL || count == NULL)
+        return err_set(PSHM_EINVAL, "names: NULL manager or result pointer");
+    *names = NULL;
+    *count = 0;
+    proto_response resp;
+    pthread_mutex_lock(&m->lock);
+    proto_put_simple(&m->out, REQ_NAMES);
+    int rc = call(m, "names", &resp);
+    if (rc == 0 && (rc = expect(m, "names", &resp, RESP_OK_NAMES)) == 0)
+        rc = copy_names(&resp, names, count);
+    proto_response_clear(&resp);
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+/* Send the request in m->out; the reply must be a bare OK. Lock held. */
+static int call_for_ok(pshm_manager *m, const char *what)
+{
+    proto_response resp;
+    int rc = call(m, what, &resp);
+    if (rc == 0)
+        rc = expect(m, what, &resp, RESP_OK);
+    proto_response_clear(&resp);
+    return rc;
+}
+
+int pshm_manager_release(pshm_manager *m, const char *name)
+{
+    if (m == NULL)
+        return err_set(PSHM_EINVAL, "release: NULL manager");
+    char bare[PSHM_NAME_MAX + 1];
+    int rc = name_normalize("release", name, bare);
+    if (rc < 0)
+        return rc;
+    pthread_mutex_lock(&m->lock);
+    proto_put_release(&m->out, bare);
+    rc = call_for_ok(m, "release");
+    pthread_mutex_unlock(&m->lock);
+    return rc;
+}
+
+/* ---- starting a server ------------------------------------------------- */
+
+/* What the server child reports through the ready pipe: code 0 and its
+ * address, or a failure code and message. Under PIPE_BUF: one atomic write. */
+struct ready_report {
+    int32_t code;
+    char text[508];
+};
+
+static void report_ready(const char *address, void *arg)
+{
+    int *fd = arg;
+    struct ready_report r = {.code = 0};
+    snprintf(r.text, sizeof r.text, "%s", address);
+    (void)!write(*fd, &r, sizeof r);
+    close(*fd);
+    *fd = -1;
+}
+
+/* Close every descriptor but the three standard ones and keep[0..n). */
+static void close_all_except(const int *keep, size_t n)
+{
+    unsigned from = 3;
+    for (;;) {
+        unsigned next = ~0u; /* the smallest kept descriptor >= from */
+        for (size_t i = 0; i < n; i++)
+            if (keep[i] >= (int)from && (unsigned)keep[i] < next)
+                next = (unsigned)keep[i];
+        if (next > from)
+            syscall(SYS_close_range, from, next == ~0u ? ~0u : next - 1, 0u);
+        if (next == ~0u)
+            return;
+        from = next + 1;
+    }
+}
+
+struct child_args {
+    const char *address;
+    const void *key;
+    size_t keylen;
+    int ready_fd, lifeline_fd;
+    pid_t starter;
+};
+
+/*
+ * The server process. We got here by fork() from a program that may have
+ * other threads; only the forking thread exists now. It is nonetheless safe
+ * to run ordinary code: glibc's fork takes the malloc arena and stdio locks
+ * around the fork and resets them in the child; the library's global lock is
+ * handled by its pthread_atfork handlers (installed before any thread can
+ * hold it); libsodium was initialised before the fork, so its one-time
+ * setup cannot be caught half-done by another thread.
+ */
+static void server_child(struct child_args *a) __attribute__((noreturn));
+static void server_child(struct child_args *a)
+{
+    /* Hold no mapping (no flock) of the starter's blocks, and make our own
+     * tracker: its EOF must mean "the server died", not the starter. */
+    drop_inherited_blocks();
+    tracker_detach();
+    /* A pidfd sees the starter exit even if its forked children kept the
+     * lifeline's write end; the pipe alone serves kernels without pidfds. */
+    int pidfd = (int)syscall(SYS_pidfd_open, a->starter, 0);
+    if (getppid() != a->starter)
+        _exit(1); /* the starter is already gone */
+    int keep[3] = {a->ready_fd, a->lifeline_fd, pidfd};
+    close_all_except(keep, 3);
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    prctl(PR_SET_NAME, "pshm-manager", 0, 0, 0);
+    int rc = server_run(a->address, a->key, a->keylen, report_ready, &a->ready_fd,
+                        a->lifeline_fd, pidfd, true);
+    if (rc < 0 && a->ready_fd >= 0) {
+        struct ready_report r = {.code = rc};
+        snprintf(r.text, sizeof r.text, "%s", pshm_last_error());
+        (void)!write(a->ready_fd, &r, sizeof r);
+    }
+    _exit(rc < 0 ? 1 : 0);
+}
+
+/* Read the child's report; on failure reap it and return its error. */
+static int await_ready(int fd, pid_t pid, char address[PROTO_ADDR_MAX])
+{
+    struct ready_report r;
+    size_t got = 0;
+    while (got < sizeof r) {
+        ssize_t n = read(fd, (char *)&r + got, sizeof r - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    if (got == sizeof r && r.code == 0) {
+        size_t n = strnlen(r.text, PROTO_ADDR_MAX - 1);
+        memcpy(address, r.text, n);
+        address[n] = '\0';
+        return 0;
+    }
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    if (got < sizeof r)
+        return err_set(PSHM_ESYS, "start: the server process exited before it was ready");
+    r.text[sizeof r.text - 1] = '\0';
+    return err_set(r.code < 0 ? r.code : PSHM_ESYS, "start: %s", r.text);
+}
+
+/* Fork the server; on success m->server_pid, m->starter_fd and address. */
+static int spawn_server(pshm_manager *m, const char *address, char out[PROTO_ADDR_MAX])
+{
+    int ready[2], lifeline[2];
+    if (pipe2(ready, O_CLOEXEC) < 0)
+        return err_errno(errno, "start", address ? address : "(default)", "pipe2");
+    if (pipe2(lifeline, O_CLOEXEC) < 0) {
+        int e = errno;
+        close(ready[0]);
+        close(ready[1]);
+        return err_errno(e, "start", address ? address : "(default)", "pipe2");
+    }
+    struct child_args args = {address, m->key, m->keylen, ready[1], lifeline[0], getpid()};
+    pid_t pid = fork();
+    if (pid == 0)
+        server_child(&args);
+    int e = errno;
+    close(ready[1]);
+    close(lifeline[0]);
+    if (pid < 0) {
+        close(ready[0]);
+        close(lifeline[1]);
+        return err_errno(e, "start", address ? address : "(default)", "fork");
+    }
+    int rc = await_ready(ready[0], pid, out);
+    close(ready[0]);
+    if (rc < 0) {
+        close(lifeline[1]);
+        return rc;
+    }
+    m->server_pid = pid;
+    m->starter_fd = lifeline[1];
+    return 0;
+}
+
+/* Stop the server we started (closing its lifeline) and reap it. */
+static void reap_server(pshm_manager *m)
+{
+    if (m->starter_fd >= 0)
+        close(m->starter_fd);
+    m->starter_fd = -1;
+    while (m->server_pid > 0 && waitpid(m->server_pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    m->server_pid = 0;
+}
+
+int pshm_manager_start(pshm_manager **out, const char *address, const void *key,
+                       size_t keylen)
+{
+    if (out == NULL)
+        return err_set(PSHM_EINVAL, "start: NULL handle pointer");
+    *out = NULL;
+    uint8_t fresh[PSHM_AUTHKEY_LEN];
+    if (sodium_init() < 0)
+        return err_set(PSHM_ESYS, "start: libsodium failed to initialise");
+    if (key == NULL && keylen == 0) {
+        randombytes_buf(fresh, sizeof fresh);
+        key = fresh;
+        keylen = sizeof fresh;
+    }
+    pshm_manager *m = NULL;
+    proto_addr parsed;
+    int rc = address ? proto_addr_parse("start", address, &parsed) : 0;
+    if (rc == 0)
+        rc = handle_new(&m, "start", address, key, keylen);
+    sodium_memzero(fresh, sizeof fresh);
+    if (rc < 0)
+        return rc;
+    char actual[PROTO_ADDR_MAX];
+    if ((rc = spawn_server(m, address, actual)) == 0 &&
+        (rc = open_connection(m, actual)) < 0)
+        kill(m->server_pid, SIGTERM);
+    if (rc < 0) {
+        reap_server(m);
+        handle_free(m);
+        return rc;
+    }
+    *out = m;
+    return 0;
+}
+
+int pshm_manager_shutdown(pshm_manager *m)
+{
+    if (m == NULL)
+        return err_set(PSHM_EINVAL, "shutdown: NULL manager");
+    pthread_mutex_lock(&m->lock);
+    proto_put_simple(&m->out, REQ_SHUTDOWN);
+    int rc = call_for_ok(m, "shutdown");
+    pthread_mutex_unlock(&m->lock);
+    if (rc < 0 && m->server_pid > 0)
+        kill(m->server_pid, SIGTERM); /* it unlinks everything on SIGTERM too */
+    reap_server(m);
+    handle_free(m);
+    return rc;
+}
+
+/*
+ * A handle that started the server leaves the lifeline's write end open on
+ * purpose: the server keeps running, as documented, until shutdown from
+ * another handle or until this process exits. (The server stays our child;
+ * it is reaped when this process exits.)
+ */
+void pshm_manager_disconnect(pshm_manager *m)
+{
+    if (m != NULL)
+        handle_free(m);
+}
+
+int pshm_manager_with(const char *address, const void *key, size_t keylen,
+                      int (*fn)(pshm_manager *m, void *arg), void *arg)
+{
+    if (fn == NULL)
+        return err_set(PSHM_EINVAL, "with: NULL function");
+    pshm_manager *m;
+    int rc = pshm_manager_start(&m, address, key, keylen);
+    if (rc < 0)
+        return rc;
+    int result = fn(m, arg);
+    char saved[512];
+    snprintf(saved, sizeof saved, "%s", pshm_last_error());
+    rc = pshm_manager_shutdown(m);
+    if (rc < 0 && result >= 0)
+        return rc;
+    if (result < 0)
+        err_set(result, "%s", saved); /* fn's failure is the one to report */
+    return result;
+}

@@ -1,0 +1,801 @@
+/*
+ * server.c — the manager server: one thread, one poll() loop.
+ *
+ * The server owns blocks on behalf of its clients, like CPython's
+ * SharedMemoryManager. It creates each block (or list) itself, tracked by
+ * its own resource tracker, and closes its own mapping at once: the server
+ * never holds a block's flock, so if the server is killed its tracker
+ * removes every block that no client still has open, and waits for the
+ * rest. It keeps each block's handle (name, device, inode) to unlink it on
+ * RELEASE, SHUTDOWN, SIGTERM/SIGINT or the starter's death.
+ *
+ * Connections are non-blocking with an input and an output buffer each.
+ * Invariants that keep one client from hurting the others or the server:
+ *  - a frame's length is checked against the limit for the connection's
+ *    state before any memory is reserved for it (tiny before the key is
+ *    proven, PROTO_MAX_FRAME after);
+ *  - a client is read from only while its output is empty, and one request
+ *    is answered at a time, so its output never holds more than one reply;
+ *  - a connection that has not authenticated within the handshake timeout,
+ *    or sends anything malformed, gets a short refusal and is dropped; a
+ *    refusal it does not read within the same timeout is abandoned.
+ */
+#include "protocol.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define MAX_CLIENTS 64
+/* The names of this many blocks fit one OK_NAMES frame with room to spare. */
+#define MAX_OWNED (1u << 20)
+/* Buffers that grew past this are released once empty. */
+#define KEEP_BUFFER (1u << 20)
+/* How long the replies already queued may take to leave at exit. */
+#define EXIT_FLUSH_MS 1000
+#define SOCKET_FILE "manager.sock"
+
+/* ---- the blocks the server owns: an open-addressing table by name ------- */
+
+static pshm_block tombstone_mark;
+#define TOMBSTONE (&tombstone_mark)
+
+typedef struct owned_table {
+    pshm_block **slots; /* NULL = empty, TOMBSTONE = deleted */
+    size_t cap;         /* a power of two, or 0 */
+    size_t used;        /* live + tombstones */
+    size_t live;
+} owned_table;
+
+static size_t name_hash(const char *s)
+{
+    size_t h = 1469598103934665603ull; /* FNV-1a */
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
+/* The slot holding `name`, or (for_insert) where it would go. */
+static pshm_block **owned_slot(owned_table *t, const char *name, bool for_insert)
+{
+    pshm_block **tomb = NULL;
+    for (size_t i = name_hash(name) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
+        pshm_block **slot = &t->slots[i];
+        if (*slot == NULL)
+            return for_insert ? (tomb ? tomb : slot) : NULL;
+        if (*slot == TOMBSTONE) {
+            if (tomb == NULL)
+                tomb = slot;
+        } else if (strcmp((*slot)->name, name) == 0) {
+            return slot;
+        }
+    }
+}
+
+static bool owned_grow(owned_table *t)
+{
+    owned_table bigger = {calloc(t->cap ? t->cap * 2 : 64, sizeof(pshm_block *)),
+                          t->cap ? t->cap * 2 : 64, 0, 0};
+    if (bigger.slots == NULL)
+        return false;
+    for (size_t i = 0; i < t->cap; i++) {
+        pshm_block *b = t->slots[i];
+        if (b != NULL && b != TOMBSTONE) {
+            *owned_slot(&bigger, b->name, true) = b;
+            bigger.used++;
+            bigger.live++;
+        }
+    }
+    free(t->slots);
+    *t = bigger;
+    return true;
+}
+
+static int owned_add(owned_table *t, pshm_block *b)
+{
+    if (t->live >= MAX_OWNED)
+        return err_set(PSHM_ELIMIT, "manager: the server already owns %u blocks", MAX_OWNED);
+    if ((t->used + 1) * 2 > t->cap && !owned_grow(t))
+        return err_set(PSHM_ELIMIT, "manager: out of memory recording block \"%s\"", b->name);
+    pshm_block **slot = owned_slot(t, b->name, true);
+    if (*slot == NULL)
+        t->used++;
+    *slot = b;
+    t->live++;
+    return 0;
+}
+
+static pshm_block *owned_take(owned_table *t, const char *name)
+{
+    pshm_block **slot = t->cap ? owned_slot(t, name, false) : NULL;
+    if (slot == NULL)
+        return NULL;
+    pshm_block *b = *slot;
+    *slot = TOMBSTONE;
+    t->live--;
+    return b;
+}
+
+/* Unlink and forget every block; report each failure on stderr. */
+static void owned_unlink_all(owned_table *t)
+{
+    for (size_t i = 0; i < t->cap; i++) {
+        pshm_block *b = t->slots[i];
+        if (b == NULL || b == TOMBSTONE)
+            continue;
+        int rc = pshm_block_unlink(b);
+        if (rc < 0 && rc != PSHM_ENOENT) /* ENOENT: a client removed it itself */
+            fprintf(stderr, "pshm manager: %s\n", pshm_last_error());
+        pshm_block_free(b);
+    }
+    free(t->slots);
+    memset(t, 0, sizeof *t);
+}
+
+/* ---- server state ------------------------------------------------------ */
+
+enum client_state { CLIENT_FREE, CLIENT_HANDSHAKE, CLIENT_READY };
+
+struct client {
+    int fd;
+    enum client_state state;
+    bool closing;      /* send what is queued, then drop */
+    int64_t deadline;  /* ms; handshake or closing connections only */
+    uint8_t challenge[PROTO_CHALLENGE_LEN];
+    uint8_t *in;       /* received, not yet processed bytes */
+    size_t in_len, in_cap;
+    proto_buf out;     /* queued reply bytes; out_sent of them are gone */
+    size_t out_sent;
+    unsigned serial;   /* names the connection in messages */
+};
+
+struct server {
+    const void *key;
+    size_t keylen;
+    int listen_fd;
+    proto_addr addr;
+    char address[PROTO_ADDR_MAX];
+    char tmpdir[PROTO_ADDR_MAX]; /* our private directory, or "" */
+    bool made_socket_file;
+    int starter_fd, starter_pidfd;
+    int handshake_ms;
+    bool stopping;
+    unsigned next_serial;
+    owned_table owned;
+    struct client clients[MAX_CLIENTS];
+};
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void client_drop(struct client *c, const char *why)
+{
+    if (why != NULL)
+        fprintf(stderr, "pshm manager: dropped connection %u: %s\n", c->serial, why);
+    close(c->fd);
+    free(c->in);
+    proto_buf_free(&c->out);
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+}
+
+/* Queue a refusal of the right kind for the connection's state, then close. */
+static void client_refuse(struct server *s, struct client *c, int code, const char *why)
+{
+    if (c->state == CLIENT_HANDSHAKE)
+        proto_put_welcome(&c->out, WELCOME_REFUSED, NULL, why);
+    else
+        proto_put_error(&c->out, code, why);
+    fprintf(stderr, "pshm manager: refusing connection %u: %s\n", c->serial, why);
+    c->closing = true;
+    c->deadline = now_ms() + s->handshake_ms;
+}
+
+/* ---- requests ---------------------------------------------------------- */
+
+static void reply_failure(struct client *c, int code)
+{
+    proto_put_error(&c->out, code, pshm_last_error());
+}
+
+static int own_or_unlink(struct server *s, pshm_block *b)
+{
+    int rc = owned_add(&s->owned, b);
+    if (rc < 0) {
+        pshm_block_unlink(b);
+        pshm_block_free(b);
+    }
+    return rc;
+}
+
+static void do_create_block(struct server *s, struct client *c, uint64_t size)
+{
+    pshm_block *b = NULL;
+    int rc = (uint64_t)(size_t)size != size ? err_set(PSHM_EBADSIZE, "create: size %llu is too large",
+                                       (unsigned long long)size)
+                             : pshm_block_create(&b, NULL, (size_t)size, 0);
+    /* Closing our mapping drops our flock: only clients keep it alive. */
+    if (rc == 0 && (rc = pshm_block_close(b)) < 0) {
+        pshm_block_unlink(b);
+        pshm_block_free(b);
+    }
+    if (rc == 0 && (rc = own_or_unlink(s, b)) == 0)
+        proto_put_ok_name(&c->out, b->name);
+    else
+        reply_failure(c, rc);
+}
+
+/* A closed handle with the identity (name, device, inode) of `open`, so the
+ * list's block can be unlinked after the list handle is gone. */
+static pshm_block *closed_copy(const pshm_block *open)
+{
+    pshm_block *b = calloc(1, sizeof *b);
+    if (b == NULL)
+        return NULL;
+    memcpy(b->name, open->name, sizeof b->name);
+    b->fd = -1;
+    b->size = open->size;
+    b->flags = open->flags;
+    b->dev = open->dev;
+    b->ino = open->ino;
+    return b;
+}
+
+static void do_create_list(struct server *s, struct client *c, const proto_request *req)
+{
+    pshm_list *l;
+    int rc = pshm_list_create(&l, NULL, req->values, req->count, 0);
+    if (rc < 0) {
+        reply_failure(c, rc);
+        return;
+    }
+    pshm_block *b = closed_copy(pshm_list_block(l));
+    if (b == NULL) {
+        pshm_block_unlink(pshm_list_block(l));
+        rc = err_set(PSHM_ELIMIT, "create list: out of memory");
+    }
+    pshm_list_free(l);
+    if (rc == 0 && (rc = own_or_unlink(s, b)) == 0)
+        proto_put_ok_name(&c->out, b->name);
+    else
+        reply_failure(c, rc);
+}
+
+static void do_release(struct server *s, struct client *c, proto_text name)
+{
+    char bare[PSHM_NAME_MAX + 1];
+    memcpy(bare, name.ptr, name.len);
+    bare[name.len] = '\0';
+    pshm_block *b = owned_take(&s->owned, bare);
+    if (b == NULL) {
+        proto_put_error(&c->out, PSHM_ENOENT, "release: the server owns no block by that name");
+        return;
+    }
+    int rc = pshm_block_unlink(b);
+    pshm_block_free(b);
+    if (rc == 0)
+        proto_put_ok(&c->out);
+    else
+        reply_failure(c, rc);
+}
+
+struct names_cursor {
+    const owned_table *t;
+    size_t i;
+};
+
+static const char *next_name(void *arg)
+{
+    struct names_cursor *cur = arg;
+    for (;;) {
+        pshm_block *b = cur->t->slots[cur->i++];
+        if (b != NULL && b != TOMBSTONE)
+            return b->name;
+    }
+}
+
+static void do_names(struct server *s, struct client *c)
+{
+    struct names_cursor cur = {&s->owned, 0};
+    if (!proto_put_ok_names(&c->out, s->owned.live, next_name, &cur))
+        proto_put_error(&c->out, PSHM_ELIMIT, "names: out of memory");
+}
+
+static void do_request(struct server *s, struct client *c, const uint8_t *p, size_t len)
+{
+    char peer[48];
+    snprintf(peer, sizeof peer, "connection %u", c->serial);
+    proto_request req;
+    if (proto_get_request(p, len, &req, peer) < 0) {
+        client_refuse(s, c, PSHM_EPROTO, pshm_last_error());
+        return;
+    }
+    switch (req.kind) {
+    case REQ_CREATE_BLOCK: do_create_block(s, c, req.size); break;
+    case REQ_CREATE_LIST: do_create_list(s, c, &req); break;
+    case REQ_RELEASE: do_release(s, c, req.name); break;
+    case REQ_NAMES: do_names(s, c); break;
+    case REQ_SHUTDOWN:
+        owned_unlink_all(&s->owned);
+        proto_put_ok(&c->out);
+        s->stopping = true;
+        break;
+    }
+    proto_request_clear(&req);
+    if (c->out.failed)
+        client_refuse(s, c, PSHM_ELIMIT, "out of memory for the reply");
+}
+
+static void do_auth(struct server *s, struct client *c, const uint8_t *p, size_t len)
+{
+    char peer[48];
+    snprintf(peer, sizeof peer, "connection %u", c->serial);
+    proto_auth auth;
+    if (proto_get_auth(p, len, &auth, peer) < 0) {
+        client_refuse(s, c, PSHM_EPROTO, pshm_last_error());
+    } else if (auth.version != PROTO_VERSION) {
+        client_refuse(s, c, PSHM_EPROTO, "unsupported protocol version");
+    } else if (!proto_mac_ok(auth.mac, s->key, s->keylen, "client", c->challenge,
+                             auth.challenge)) {
+        client_refuse(s, c, PSHM_EAUTH, "authentication failed: wrong key");
+    } else {
+        uint8_t mac[PROTO_MAC_LEN];
+        proto_mac(mac, s->key, s->keylen, "server", auth.challenge, c->challenge);
+        proto_put_welcome(&c->out, WELCOME_OK, mac, NULL);
+        c->state = CLIENT_READY;
+        c->deadline = 0;
+    }
+}
+
+/* ---- connection I/O ---------------------------------------------------- */
+
+/* Send what is queued; false if the connection was dropped. */
+static bool client_flush(struct client *c)
+{
+    while (c->out_sent < c->out.len) {
+        ssize_t n = send(c->fd, c->out.data + c->out_sent, c->out.len - c->out_sent,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return true;
+        if (n <= 0) {
+            client_drop(c, c->closing ? NULL : "the peer stopped reading");
+            return false;
+        }
+        c->out_sent += (size_t)n;
+    }
+    c->out_sent = 0;
+    c->out.len = 0;
+    if (c->out.cap > KEEP_BUFFER)
+        proto_buf_free(&c->out);
+    if (c->closing) {
+        client_drop(c, NULL);
+        return false;
+    }
+    return true;
+}
+
+/* Answer complete frames one at a time while nothing is queued. */
+static void client_process(struct server *s, struct client *c)
+{
+    size_t off = 0;
+    while (!c->closing && !s->stopping && c->out.len == 0 &&
+           c->in_len - off >= PROTO_HEADER_LEN) {
+        uint32_t len = proto_frame_length(c->in + off);
+        if (c->in_len - off - PROTO_HEADER_LEN < len)
+            break;
+        const uint8_t *payload = c->in + off + PROTO_HEADER_LEN;
+        off += PROTO_HEADER_LEN + len;
+        if (c->state == CLIENT_HANDSHAKE)
+            do_auth(s, c, payload, len);
+        else
+            do_request(s, c, payload, len);
+        if (!client_flush(c))
+            return;
+    }
+    memmove(c->in, c->in + off, c->in_len - off);
+    c->in_len -= off;
+    if (c->in_len == 0 && c->in_cap > KEEP_BUFFER) {
+        free(c->in);
+        c->in = NULL;
+        c->in_cap = 0;
+    }
+}
+
+/* Make room for the frame being received; false (client refused) if its
+ * declared length is over the limit for the connection's state. */
+static bool client_make_room(struct server *s, struct client *c)
+{
+    size_t want = 4096;
+    if (c->in_len >= PROTO_HEADER_LEN) {
+        uint32_t len = proto_frame_length(c->in);
+        uint32_t limit = c->state == CLIENT_READY ? PROTO_MAX_FRAME : PROTO_MAX_HANDSHAKE;
+        if (len > limit) {
+            char why[96];
+            snprintf(why, sizeof why, "message of %u bytes exceeds the limit of %u", len, limit);
+            client_refuse(s, c, PSHM_EPROTO, why);
+            return false;
+        }
+        if (want < PROTO_HEADER_LEN + (size_t)len)
+            want = PROTO_HEADER_LEN + (size_t)len;
+    }
+    if (c->in_cap - c->in_len > 0 && c->in_cap >= want)
+        return true;
+    size_t cap = want > c->in_len + 4096 ? want : c->in_len + 4096;
+    uint8_t *in = realloc(c->in, cap);
+    if (in == NULL) {
+        client_refuse(s, c, PSHM_ELIMIT, "out of memory for the request");
+        return false;
+    }
+    c->in = in;
+    c->in_cap = cap;
+    return true;
+}
+
+static void client_read(struct server *s, struct client *c)
+{
+    for (;;) {
+        if (!client_make_room(s, c)) {
+            client_flush(c);
+            return;
+        }
+        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        if (n <= 0) {
+            client_drop(c, c->in_len > 0 ? "closed in the middle of a message" : NULL);
+            return;
+        }
+        c->in_len += (size_t)n;
+        client_process(s, c);
+        if (c->fd < 0 || c->closing || c->out.len > 0)
+            return;
+    }
+}
+
+static void client_events(struct server *s, struct client *c, short revents)
+{
+    if ((revents & POLLOUT) && !client_flush(c))
+        return;
+    if (c->out.len == 0 && !c->closing)
+        client_process(s, c); /* frames that waited for the last reply */
+    if (c->fd >= 0 && (revents & (POLLIN | POLLHUP | POLLERR)) && c->out.len == 0 &&
+        !c->closing)
+        client_read(s, c);
+    else if (c->fd >= 0 && (revents & (POLLHUP | POLLERR)) && c->out.len > 0)
+        client_drop(c, NULL);
+}
+
+/* ---- accepting --------------------------------------------------------- */
+
+static struct client *free_slot(struct server *s)
+{
+    for (size_t i = 0; i < MAX_CLIENTS; i++)
+        if (s->clients[i].state == CLIENT_FREE)
+            return &s->clients[i];
+    return NULL;
+}
+
+/* Tell a connection we are full; best effort, the socket buffer is empty. */
+static void refuse_busy(int fd)
+{
+    proto_buf b = {0};
+    char reason[64];
+    snprintf(reason, sizeof reason, "the server is busy (%d connections)", MAX_CLIENTS);
+    if (proto_put_hello(&b, HELLO_BUSY, NULL, reason))
+        (void)!send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+    proto_buf_free(&b);
+    close(fd);
+}
+
+static void accept_clients(struct server *s)
+{
+    for (;;) {
+        int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return; /* EAGAIN, or a transient error (EMFILE...) retried next poll */
+        struct client *c = free_slot(s);
+        if (c == NULL) {
+            refuse_busy(fd);
+            continue;
+        }
+        memset(c, 0, sizeof *c);
+        c->fd = fd;
+        c->state = CLIENT_HANDSHAKE;
+        c->serial = ++s->next_serial;
+        c->deadline = now_ms() + s->handshake_ms;
+        randombytes_buf(c->challenge, sizeof c->challenge);
+        if (!proto_put_hello(&c->out, HELLO_READY, c->challenge, NULL))
+            client_drop(c, "out of memory");
+        else
+            client_flush(c);
+    }
+}
+
+/* ---- signals ----------------------------------------------------------- */
+
+/* SIGTERM/SIGINT write a byte here; the loop polls the read end. Only one
+ * server per process may own the signals at a time. */
+static int signal_pipe[2] = {-1, -1};
+static atomic_bool signals_taken;
+
+static void on_stop_signal(int sig)
+{
+    (void)sig;
+    int saved = errno;
+    (void)!write(signal_pipe[1], "s", 1);
+    errno = saved;
+}
+
+struct saved_signals {
+    struct sigaction term, intr;
+};
+
+static int take_signals(bool ignore_sigint, struct saved_signals *saved)
+{
+    if (atomic_exchange(&signals_taken, true))
+        return err_set(PSHM_EINVAL, "serve: another manager server runs in this process");
+    if (pipe2(signal_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+        atomic_store(&signals_taken, false);
+        return err_errno(errno, "serve", "(signal pipe)", "pipe2");
+    }
+    struct sigaction stop = {.sa_handler = on_stop_signal};
+    struct sigaction ign = {.sa_handler = SIG_IGN};
+    sigemptyset(&stop.sa_mask);
+    sigaction(SIGTERM, &stop, &saved->term);
+    sigaction(SIGINT, ignore_sigint ? &ign : &stop, &saved->intr);
+    return 0;
+}
+
+static void give_back_signals(const struct saved_signals *saved)
+{
+    sigaction(SIGTERM, &saved->term, NULL);
+    sigaction(SIGINT, &saved->intr, NULL);
+    close(signal_pipe[0]);
+    close(signal_pipe[1]);
+    signal_pipe[0] = signal_pipe[1] = -1;
+    atomic_store(&signals_taken, false);
+}
+
+/* ---- listening --------------------------------------------------------- */
+
+/* NULL address: a socket in a fresh private (0700) directory. */
+static int default_address(struct server *s)
+{
+    const char *tmp = getenv("TMPDIR");
+    if (tmp == NULL || *tmp == '\0')
+        tmp = "/tmp";
+    char dir[PROTO_ADDR_MAX];
+    if (snprintf(dir, sizeof dir, "%s/pshm-manager-XXXXXX", tmp) >= (int)sizeof dir)
+        return err_set(PSHM_EADDR, "serve: TMPDIR \"%s\" is too long", tmp);
+    if (mkdtemp(dir) == NULL)
+        return err_errno(errno, "serve", dir, "mkdtemp");
+    memcpy(s->tmpdir, dir, sizeof dir);
+    char text[PROTO_ADDR_MAX + 32];
+    snprintf(text, sizeof text, "unix:%s/" SOCKET_FILE, dir);
+    return proto_addr_parse("serve", text, &s->addr);
+}
+
+static int bind_unix(struct server *s)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, s->addr.path, strlen(s->addr.path) + 1);
+    if (bind(s->listen_fd, (struct sockaddr *)&sun, sizeof sun) < 0)
+        return errno == EADDRINUSE
+                   ? err_set(PSHM_EADDR, "serve \"%s\": the path already exists", s->address)
+                   : err_errno(errno, "serve", s->address, "bind");
+    s->made_socket_file = true;
+    /* Before listen(), nobody can connect: 0600 is in place by the first
+     * connection, without touching the process-wide umask. */
+    if (chmod(s->addr.path, 0600) < 0)
+        return err_errno(errno, "serve", s->address, "chmod");
+    return 0;
+}
+
+static int bind_tcp(struct server *s)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    if (s->addr.family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(s->addr.port);
+        memcpy(&in->sin_addr, s->addr.ip, 4);
+        len = sizeof *in;
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(s->addr.port);
+        memcpy(&in6->sin6_addr, s->addr.ip, 16);
+        len = sizeof *in6;
+    }
+    int one = 1;
+    setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (bind(s->listen_fd, (struct sockaddr *)&ss, len) < 0)
+        return errno == EADDRINUSE || errno == EADDRNOTAVAIL
+                   ? err_set(PSHM_EADDR, "serve \"%s\": bind: %s", s->address, strerror(errno))
+                   : err_errno(errno, "serve", s->address, "bind");
+    if (getsockname(s->listen_fd, (struct sockaddr *)&ss, &len) < 0)
+        return err_errno(errno, "serve", s->address, "getsockname");
+    s->addr.port = ntohs(s->addr.family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
+                                                   : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    return 0;
+}
+
+static int start_listening(struct server *s, const char *address)
+{
+    int rc = address ? proto_addr_parse("serve", address, &s->addr) : default_address(s);
+    if (rc < 0)
+        return rc;
+    proto_addr_format(&s->addr, s->address);
+    s->listen_fd = socket(s->addr.family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (s->listen_fd < 0)
+        return err_errno(errno, "serve", s->address, "socket");
+    rc = s->addr.kind == ADDR_UNIX ? bind_unix(s) : bind_tcp(s);
+    if (rc < 0)
+        return rc;
+    proto_addr_format(&s->addr, s->address); /* with the port we were given */
+    if (listen(s->listen_fd, 128) < 0)
+        return err_errno(errno, "serve", s->address, "listen");
+    return 0;
+}
+
+static void stop_listening(struct server *s)
+{
+    if (s->listen_fd >= 0)
+        close(s->listen_fd);
+    if (s->made_socket_file)
+        unlink(s->addr.path);
+    if (s->tmpdir[0] != '\0')
+        rmdir(s->tmpdir);
+}
+
+/* ---- the loop ---------------------------------------------------------- */
+
+enum { FIXED_LISTEN, FIXED_SIGNAL, FIXED_STARTER, FIXED_PIDFD, FIXED_COUNT };
+
+static int poll_timeout(const struct server *s, int64_t now)
+{
+    int64_t soonest = -1;
+    for (size_t i = 0; i < MAX_CLIENTS; i++) {
+        const struct client *c = &s->clients[i];
+        if (c->state != CLIENT_FREE && c->deadline != 0 &&
+            (soonest < 0 || c->deadline < soonest))
+            soonest = c->deadline;
+    }
+    if (soonest < 0)
+        return -1;
+    return soonest <= now ? 0 : (int)(soonest - now);
+}
+
+/* One pollfd per client slot (fd -1 when free, so poll skips it). */
+static void fill_pollfds(const struct server *s, struct pollfd *pfd)
+{
+    pfd[FIXED_LISTEN] = (struct pollfd){s->listen_fd, POLLIN, 0};
+    pfd[FIXED_SIGNAL] = (struct pollfd){signal_pipe[0], POLLIN, 0};
+    pfd[FIXED_STARTER] = (struct pollfd){s->starter_fd, POLLIN, 0};
+    pfd[FIXED_PIDFD] = (struct pollfd){s->starter_pidfd, POLLIN, 0};
+    for (size_t i = 0; i < MAX_CLIENTS; i++) {
+        const struct client *c = &s->clients[i];
+        short ev = c->out.len > 0 ? POLLOUT : POLLIN;
+        pfd[FIXED_COUNT + i] = (struct pollfd){c->state == CLIENT_FREE ? -1 : c->fd, ev, 0};
+    }
+}
+
+static void expire_deadlines(struct server *s)
+{
+    int64_t now = now_ms();
+    for (size_t i = 0; i < MAX_CLIENTS; i++) {
+        struct client *c = &s->clients[i];
+        if (c->state == CLIENT_FREE || c->deadline == 0 || c->deadline > now)
+            continue;
+        if (c->closing)
+            client_drop(c, NULL);
+        else
+            client_drop(c, "no authentication within the handshake timeout");
+    }
+}
+
+static int serve_loop(struct server *s)
+{
+    struct pollfd pfd[FIXED_COUNT + MAX_CLIENTS];
+    while (!s->stopping) {
+        fill_pollfds(s, pfd);
+        int n = poll(pfd, FIXED_COUNT + MAX_CLIENTS, poll_timeout(s, now_ms()));
+        if (n < 0 && errno != EINTR)
+            return err_errno(errno, "serve", s->address, "poll");
+        if (n <= 0) {
+            expire_deadlines(s);
+            continue;
+        }
+        /* A byte on the signal pipe, or EOF/exit of the starter: stop. */
+        if (pfd[FIXED_SIGNAL].revents || pfd[FIXED_STARTER].revents ||
+            pfd[FIXED_PIDFD].revents) {
+            s->stopping = true;
+            break;
+        }
+        for (size_t i = 0; i < MAX_CLIENTS; i++)
+            if (pfd[FIXED_COUNT + i].revents && s->clients[i].state != CLIENT_FREE)
+                client_events(s, &s->clients[i], pfd[FIXED_COUNT + i].revents);
+        if (pfd[FIXED_LISTEN].revents && !s->stopping)
+            accept_clients(s);
+        expire_deadlines(s);
+    }
+    return 0;
+}
+
+/* Give queued replies (SHUTDOWN's OK) a short while to leave, then close. */
+static void close_all_clients(struct server *s)
+{
+    int64_t end = now_ms() + EXIT_FLUSH_MS;
+    for (size_t i = 0; i < MAX_CLIENTS; i++) {
+        struct client *c = &s->clients[i];
+        while (c->state != CLIENT_FREE && c->out.len > 0 && now_ms() < end) {
+            c->closing = true;
+            struct pollfd p = {c->fd, POLLOUT, 0};
+            if (poll(&p, 1, (int)(end - now_ms())) > 0)
+                client_flush(c);
+        }
+        if (c->state != CLIENT_FREE)
+            client_drop(c, NULL);
+    }
+}
+
+int server_run(const char *address, const void *key, size_t keylen,
+               void (*ready)(const char *address, void *arg), void *arg, int starter_fd,
+               int starter_pidfd, bool ignore_sigint)
+{
+    if (key == NULL || keylen == 0 || keylen > PSHM_AUTHKEY_MAX)
+        return err_set(PSHM_EINVAL, "serve \"%s\": the key must be 1..%d bytes",
+                       address ? address : "(default)", PSHM_AUTHKEY_MAX);
+    if (sodium_init() < 0)
+        return err_set(PSHM_ESYS, "serve: libsodium failed to initialise");
+    struct server *s = calloc(1, sizeof *s);
+    if (s == NULL)
+        return err_set(PSHM_ELIMIT, "serve: out of memory");
+    *s = (struct server){.key = key, .keylen = keylen, .listen_fd = -1,
+                         .starter_fd = starter_fd, .starter_pidfd = starter_pidfd,
+                         .handshake_ms = proto_handshake_ms()};
+    for (size_t i = 0; i < MAX_CLIENTS; i++)
+        s->clients[i].fd = -1;
+    struct saved_signals saved;
+    int rc = take_signals(ignore_sigint, &saved);
+    if (rc == 0) {
+        if ((rc = start_listening(s, address)) == 0) {
+            if (ready != NULL)
+                ready(s->address, arg);
+            rc = serve_loop(s);
+        }
+        owned_unlink_all(&s->owned);
+        close_all_clients(s);
+        give_back_signals(&saved);
+    }
+    stop_listening(s);
+    free(s);
+    return rc;
+}
+
+int pshm_manager_serve(const char *address, const void *key, size_t keylen,
+                       void (*ready)(const char *address, void *arg), void *arg)
+{
+    return server_run(address, key, keylen, ready, arg, -1, -1, false);
+}

@@ -1,0 +1,256 @@
+/*
+ * manager_rogue.c — a misbehaving manager peer, for test_manager.c.
+ *
+ *   manager_rogue MODE ADDRESS [KEYHEX]
+ *
+ * Client modes (ADDRESS of a running manager) do one bad thing and check
+ * that the server answers as it should and closes the connection:
+ *   garbage     send bytes that are no frame at all, before authenticating
+ *   silent      authenticate never: wait for the handshake timeout's close
+ *   oversized   authenticate, then declare a 4 GiB frame
+ *   truncated   authenticate, then a frame whose payload is cut short
+ *               (a list of 3 items holding 1)
+ *   partial     authenticate, send half a frame, hang up
+ *   badversion  answer the challenge with protocol version 99
+ * Server mode:
+ *   fake-server ADDRESS   listen on unix:PATH, greet, then answer any
+ *               authentication with OK and a MAC made without the key.
+ * Prints "ok: ..." and exits 0 if the peer behaved; else "FAIL: ..." and 1.
+ * Uses the library's own encoders (linked statically) to speak the wire.
+ */
+#include "../../src/protocol.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define WAIT_MS 30000
+
+static int fail(const char *what)
+{
+    printf("FAIL: %s (%s)\n", what, errno ? strerror(errno) : "-");
+    return 1;
+}
+
+static int connect_to(const char *address)
+{
+    proto_addr a;
+    if (proto_addr_parse("rogue", address, &a) < 0 || a.kind != ADDR_UNIX)
+        return -1;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, a.path, strlen(a.path) + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static bool send_buf(int fd, proto_buf *b)
+{
+    bool ok = !b->failed && send(fd, b->data, b->len, MSG_NOSIGNAL) == (ssize_t)b->len;
+    b->len = 0;
+    return ok;
+}
+
+/* Read one frame (payload up to cap bytes) within WAIT_MS; payload length
+ * or -1 on EOF/timeout/oversize. */
+static ssize_t read_frame(int fd, uint8_t *buf, size_t cap)
+{
+    uint8_t header[PROTO_HEADER_LEN];
+    size_t want = sizeof header, got = 0;
+    uint8_t *dst = header;
+    for (int part = 0; part < 2; part++) {
+        while (got < want) {
+            struct pollfd p = {fd, POLLIN, 0};
+            if (poll(&p, 1, WAIT_MS) <= 0)
+                return -1;
+            ssize_t n = recv(fd, dst + got, want - got, 0);
+            if (n <= 0)
+                return -1;
+            got += (size_t)n;
+        }
+        if (part == 0) {
+            want = proto_frame_length(header);
+            if (want > cap)
+                return -1;
+            dst = buf;
+            got = 0;
+        }
+    }
+    return (ssize_t)want;
+}
+
+/* True if the peer closes the connection (after any frames) within WAIT_MS. */
+static bool closed_by_peer(int fd)
+{
+    uint8_t scratch[4096];
+    for (;;) {
+        struct pollfd p = {fd, POLLIN, 0};
+        if (poll(&p, 1, WAIT_MS) <= 0)
+            return false;
+        ssize_t n = recv(fd, scratch, sizeof scratch, 0);
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            return true;
+        if (n < 0)
+            return false;
+    }
+}
+
+static size_t unhex(const char *hex, uint8_t *out, size_t cap)
+{
+    size_t n = 0;
+    while (n < cap && hex[0] && hex[1]) {
+        unsigned v;
+        if (sscanf(hex, "%2x", &v) != 1)
+            break;
+        out[n++] = (uint8_t)v;
+        hex += 2;
+    }
+    return n;
+}
+
+/* Authenticate as a proper client would; version as given. */
+static bool authenticate(int fd, const uint8_t *key, size_t keylen, uint8_t version)
+{
+    uint8_t buf[PROTO_MAX_HANDSHAKE];
+    ssize_t n = read_frame(fd, buf, sizeof buf);
+    proto_hello hello;
+    if (n < 0 || proto_get_hello(buf, (size_t)n, &hello, "rogue") < 0)
+        return false;
+    uint8_t ours[PROTO_CHALLENGE_LEN], mac[PROTO_MAC_LEN];
+    randombytes_buf(ours, sizeof ours);
+    proto_mac(mac, key, keylen, "client", hello.challenge, ours);
+    proto_buf b = {0};
+    proto_put_auth(&b, mac, ours);
+    b.data[PROTO_HEADER_LEN] = version;
+    bool sent = send_buf(fd, &b);
+    proto_buf_free(&b);
+    proto_welcome w;
+    n = sent ? read_frame(fd, buf, sizeof buf) : -1;
+    return n >= 0 && proto_get_welcome(buf, (size_t)n, &w, "rogue") == 0 &&
+           w.status == WELCOME_OK;
+}
+
+/* After a bad request: an ERROR reply with PSHM_EPROTO, then EOF. */
+static int expect_error_and_close(int fd, const char *mode)
+{
+    uint8_t buf[4096];
+    ssize_t n = read_frame(fd, buf, sizeof buf);
+    proto_response r;
+    if (n < 0 || proto_get_response(buf, (size_t)n, &r, "rogue") < 0 || r.kind != RESP_ERROR ||
+        r.code != PSHM_EPROTO)
+        return fail("no protocol error reply");
+    if (!closed_by_peer(fd))
+        return fail("the server kept the connection open");
+    printf("ok: %s: refused with \"%.*s\" and closed\n", mode, (int)r.message.len,
+           r.message.ptr);
+    return 0;
+}
+
+static int client_mode(const char *mode, const char *address, const uint8_t *key,
+                       size_t keylen)
+{
+    int fd = connect_to(address);
+    if (fd < 0)
+        return fail("connect");
+    proto_buf b = {0};
+    if (strcmp(mode, "garbage") == 0) {
+        static const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xfe\x00garbage";
+        if (send(fd, junk, sizeof junk, MSG_NOSIGNAL) < 0 || !closed_by_peer(fd))
+            return fail("the server kept a garbage connection open");
+        printf("ok: garbage: closed\n");
+        return 0;
+    }
+    if (strcmp(mode, "silent") == 0) {
+        if (!closed_by_peer(fd))
+            return fail("the server kept a silent connection open");
+        printf("ok: silent: closed after the handshake timeout\n");
+        return 0;
+    }
+    if (strcmp(mode, "badversion") == 0) {
+        if (authenticate(fd, key, keylen, 99) || !closed_by_peer(fd))
+            return fail("the server accepted protocol version 99");
+        printf("ok: badversion: refused and closed\n");
+        return 0;
+    }
+    if (!authenticate(fd, key, keylen, PROTO_VERSION))
+        return fail("authentication with the right key");
+    if (strcmp(mode, "oversized") == 0) {
+        static const uint8_t huge[] = {0xff, 0xff, 0xff, 0xff, REQ_NAMES};
+        if (send(fd, huge, sizeof huge, MSG_NOSIGNAL) < 0)
+            return fail("send");
+        return expect_error_and_close(fd, mode);
+    }
+    if (strcmp(mode, "truncated") == 0) {
+        pshm_value one = pshm_int(1);
+        proto_put_create_list(&b, &one, 1);
+        b.data[PROTO_HEADER_LEN + 1] = 3; /* the count: claims 3 items */
+        if (!send_buf(fd, &b))
+            return fail("send");
+        return expect_error_and_close(fd, mode);
+    }
+    if (strcmp(mode, "partial") == 0) {
+        proto_put_create_block(&b, 4096);
+        b.len -= 4; /* half the size field */
+        if (!send_buf(fd, &b))
+            return fail("send");
+        close(fd);
+        printf("ok: partial: sent half a frame and hung up\n");
+        return 0;
+    }
+    return fail("unknown mode");
+}
+
+static int fake_server(const char *address)
+{
+    proto_addr a;
+    if (proto_addr_parse("rogue", address, &a) < 0)
+        return fail("address");
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, a.path, strlen(a.path) + 1);
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sun, sizeof sun) < 0 || listen(lfd, 4) < 0)
+        return fail("listen");
+    printf("ready\n");
+    fflush(stdout);
+    int fd = accept(lfd, NULL, NULL);
+    unlink(a.path);
+    if (fd < 0)
+        return fail("accept");
+    uint8_t challenge[PROTO_CHALLENGE_LEN], mac[PROTO_MAC_LEN], buf[PROTO_MAX_HANDSHAKE];
+    randombytes_buf(challenge, sizeof challenge);
+    proto_buf b = {0};
+    proto_put_hello(&b, HELLO_READY, challenge, NULL);
+    if (!send_buf(fd, &b) || read_frame(fd, buf, sizeof buf) < 0)
+        return fail("handshake");
+    randombytes_buf(mac, sizeof mac); /* we do not know the key */
+    proto_put_welcome(&b, WELCOME_OK, mac, NULL);
+    if (!send_buf(fd, &b))
+        return fail("send welcome");
+    if (!closed_by_peer(fd))
+        return fail("the client kept talking to a server that did not prove the key");
+    printf("ok: fake-server: the client hung up\n");
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 3 || sodium_init() < 0) {
+        fprintf(stderr, "usage: manager_rogue MODE ADDRESS [KEYHEX]\n");
+        return 2;
+    }
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    if (strcmp(argv[1], "fake-server") == 0)
+        return fake_server(argv[2]);
+    uint8_t key[PSHM_AUTHKEY_MAX];
+    size_t keylen = argc > 3 ? unhex(argv[3], key, sizeof key) : 0;
+    return client_mode(argv[1], argv[2], key, keylen);
+}
