@@ -36,6 +36,7 @@
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 enum { MSG_REGISTER = 'R', MSG_UNREGISTER = 'U' };
@@ -94,6 +95,9 @@ static int start_tracker(void)
         close(sv[0]);
         return err_set(PSHM_ESYS, "track: could not start the tracker process");
     }
+    /* Room for as many queued records as the system allows (see tracker_main). */
+    int room = 4 << 20;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &room, sizeof room);
     tracker_sock = sv[0];
     return 0;
 }
@@ -399,6 +403,40 @@ static void become_daemon(int sock)
     prctl(PR_SET_NAME, "pshm-tracker", 0, 0, 0);
 }
 
+/*
+ * Receive one message into m: 1 if there was one, 0 at EOF (every process
+ * of the family is gone), -1 if none is waiting (only when !wait).
+ */
+static int receive(struct tracker_msg *m, bool wait)
+{
+    for (;;) {
+        memset(m, 0, sizeof *m);
+        ssize_t n = recv(3, m, sizeof *m, wait ? 0 : MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return -1;
+        if (n <= 0)
+            return 0;
+        m->name[PSHM_NAME_MAX] = '\0';
+        /* Only our own library writes here, but a path never leaves SHM_DIR. */
+        if ((size_t)n <= offsetof(struct tracker_msg, name) || m->name[0] == '\0' ||
+            m->name[0] == '.' || strchr(m->name, '/') != NULL)
+            continue;
+        return 1;
+    }
+}
+
+/*
+ * Messages are read in batches: after a wake-up the tracker drains the
+ * socket, then sleeps BATCH_PAUSE_NS before it waits again. While it sleeps
+ * nobody waits on the socket, so a burst of registrations costs the callers
+ * a plain send and no wake-up of this process (measured: a wake-up per send
+ * made tracked create+close+unlink 1.7x the untracked time). A caller only
+ * ever blocks when the socket buffer is full, for at most one pause.
+ */
+#define BATCH_PAUSE_NS 1000000L
+
 static void tracker_main(int sock)
 {
     become_daemon(sock);
@@ -406,19 +444,16 @@ static void tracker_main(int sock)
     if (!table_alloc(&t, 1024))
         _exit(1);
     struct tracker_msg m;
-    for (;;) {
-        memset(&m, 0, sizeof m);
-        ssize_t n = recv(3, &m, sizeof m, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break; /* EOF: every process of the family is gone */
-        m.name[PSHM_NAME_MAX] = '\0';
-        /* Only our own library writes here, but a path never leaves SHM_DIR. */
-        if ((size_t)n <= offsetof(struct tracker_msg, name) || m.name[0] == '\0' ||
-            m.name[0] == '.' || strchr(m.name, '/') != NULL)
-            continue;
-        table_apply(&t, &m);
+    int got;
+    while ((got = receive(&m, true)) > 0) {
+        do
+            table_apply(&t, &m);
+        while ((got = receive(&m, false)) > 0);
+        if (got == 0)
+            break;
+        struct timespec pause = {0, BATCH_PAUSE_NS};
+        while (nanosleep(&pause, &pause) < 0 && errno == EINTR)
+            ;
     }
     close(3);
     cleanup(&t);
