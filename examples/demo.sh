@@ -17,7 +17,7 @@ step "A manager, two workers, one 2,000-item list (examples/manager_workers.c)"
 "$build/example_manager_workers"
 
 step "C and Python share one list"
-name=$("$build/pshm" list new 42 -273.154 "'howdy'" "b'HoWdY'" None True)
+name=$("$build/pshm" list new -- 42 -273.154 "'howdy'" "b'HoWdY'" None True)
 echo "pshm list new -> $name"
 python3 - "$name" <<'PY'
 import sys
