@@ -441,6 +441,12 @@ static void bytes_repr_into(strbuf *sb, const char *s, size_t n)
     sb_putc(sb, quote);
 }
 
+/* A str/bytes value's pointer may be NULL only when it describes no bytes. */
+static bool has_bytes(const pshm_value *v)
+{
+    return v->u.s.ptr != NULL || v->u.s.len == 0;
+}
+
 int value_repr_into(strbuf *sb, const pshm_value *v)
 {
     switch (v->type) {
@@ -460,15 +466,16 @@ int value_repr_into(strbuf *sb, const pshm_value *v)
         float_repr_into(sb, v->u.f);
         return 0;
     case PSHM_STR:
-    case PSHM_BYTES:
-        if (v->u.s.ptr == NULL && v->u.s.len > 0)
-            return err_set(PSHM_EINVAL, "repr: %s value has NULL bytes and length %zu",
-                           v->type == PSHM_STR ? "str" : "bytes", v->u.s.len);
-        if (v->type == PSHM_BYTES) {
-            bytes_repr_into(sb, v->u.s.ptr, v->u.s.len);
-            return 0;
-        }
+        if (!has_bytes(v))
+            return err_set(PSHM_EINVAL, "repr: str value has NULL bytes and length %zu",
+                           v->u.s.len);
         return str_repr_into(sb, v->u.s.ptr, v->u.s.len);
+    case PSHM_BYTES:
+        if (!has_bytes(v))
+            return err_set(PSHM_EINVAL, "repr: bytes value has NULL bytes and length %zu",
+                           v->u.s.len);
+        bytes_repr_into(sb, v->u.s.ptr, v->u.s.len);
+        return 0;
     }
     return err_set(PSHM_EINVAL, "repr: unknown value type %d", (int)v->type);
 }
@@ -499,28 +506,28 @@ typedef struct parser {
     const char *end;     /* the terminating NUL */
 } parser;
 
+/* Room for a quoted literal: every byte may become \xNN, plus "..." and NUL. */
+#define QUOTED_LITERAL_CAP (4 * QUOTED_LITERAL_MAX + 4)
+
 /* The literal for a message: C-escaped, cut (at a character boundary) after
  * QUOTED_LITERAL_MAX bytes. */
-static void quote_literal(const char *literal, char *out, size_t cap)
+static void quote_literal(const char *literal, char out[QUOTED_LITERAL_CAP])
 {
-    strbuf sb = {0};
     size_t n = strlen(literal);
     size_t shown = n > QUOTED_LITERAL_MAX ? QUOTED_LITERAL_MAX : n;
     while (shown < n && shown > 0 && ((unsigned char)literal[shown] & 0xc0) == 0x80)
         shown--;
+    char *o = out;
     for (size_t i = 0; i < shown; i++) {
         unsigned char c = (unsigned char)literal[i];
         if (c == '\\' || c == '"')
-            sb_printf(&sb, "\\%c", c);
+            o += sprintf(o, "\\%c", c);
         else if (c < 0x20 || c == 0x7f)
-            sb_printf(&sb, "\\x%02x", c);
+            o += sprintf(o, "\\x%02x", c);
         else
-            sb_putc(&sb, (char)c);
+            *o++ = (char)c;
     }
-    if (shown < n)
-        sb_puts(&sb, "...", 3);
-    snprintf(out, cap, "%.*s", sb.failed ? 0 : (int)sb.len, sb.failed ? "" : sb.data);
-    free(sb.data);
+    strcpy(o, shown < n ? "..." : "");
 }
 
 static int syntax_error(const parser *ps, const char *fmt, ...)
@@ -533,15 +540,15 @@ static int syntax_error(const parser *ps, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    char quoted[4 * QUOTED_LITERAL_MAX + 8];
-    quote_literal(ps->literal, quoted, sizeof quoted);
+    char quoted[QUOTED_LITERAL_CAP];
+    quote_literal(ps->literal, quoted);
     return err_set(PSHM_ESYNTAX, "parse \"%s\": %s", quoted, reason);
 }
 
 static int out_of_memory(const parser *ps)
 {
-    char quoted[4 * QUOTED_LITERAL_MAX + 8];
-    quote_literal(ps->literal, quoted, sizeof quoted);
+    char quoted[QUOTED_LITERAL_CAP];
+    quote_literal(ps->literal, quoted);
     return err_set(PSHM_ELIMIT, "parse \"%s\": out of memory", quoted);
 }
 
@@ -582,8 +589,8 @@ static int digit_value(char c)
 
 /*
  * Python's digitpart: digit (["_"] digit)*, in `base`. Appends the digits
- * (underscores dropped) to sb, if given; returns how many were read, or a
- * negative code for an underscore not followed by a digit.
+ * (underscores dropped) to sb and counts them in *count (0 if none).
+ * Returns 0, or PSHM_ESYNTAX for an underscore not between two digits.
  */
 static int scan_digits(parser *ps, int base, strbuf *sb, size_t *count)
 {
@@ -596,8 +603,7 @@ static int scan_digits(parser *ps, int base, strbuf *sb, size_t *count)
         }
         if (digit_value(*ps->p) >= base)
             return 0;
-        if (sb != NULL)
-            sb_putc(sb, *ps->p);
+        sb_putc(sb, *ps->p);
         ps->p++;
         (*count)++;
     }
@@ -1013,10 +1019,10 @@ static int parse_word(parser *ps, pshm_value *out)
 static int parse_token(parser *ps, pshm_value *out)
 {
     char c = *ps->p;
-    string_kind kind;
-    int prefix_len = string_prefix(ps->p, &kind);
     if (c == '\0')
         return syntax_error(ps, "empty literal");
+    string_kind kind;
+    int prefix_len = string_prefix(ps->p, &kind);
     if (prefix_len >= 0)
         return parse_string(ps, prefix_len, kind, out);
     if (c == '+' || c == '-' || c == '.' || (c >= '0' && c <= '9'))
