@@ -140,7 +140,10 @@ enum verdict sealed_verify(void *buf, size_t size)
         return V_BAD;
     if (atomic_load_explicit(&h->magic, memory_order_acquire) == 0)
         return V_BLANK;
-    for (int tries = 0; tries < 2000; tries++) {
+    /* By time, not count: with 64 processes on 2 cores the owner may sit
+     * preempted in the middle of a rewrite for a while. */
+    double until = now_s() + 5.0;
+    while (now_s() < until) {
         uint64_t s1 = atomic_load(&h->seq);
         if (s1 & 1) {
             sched_yield();

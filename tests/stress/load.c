@@ -26,6 +26,7 @@
 
 #define RING 8
 #define PIN_WAIT_S 10.0
+#define MANAGER_CLIENTS 48
 
 enum kind { K_BLOCK, K_LIST, K_MBLOCK, K_MLIST };
 enum state { ST_EMPTY, ST_LIVE, ST_RETIRING, ST_DEAD };
@@ -437,7 +438,8 @@ static void worker_step(struct worker *w)
 static void worker_connect(struct worker *w)
 {
 #if STRESS_HAVE_MANAGER
-    if (mgr_address != NULL &&
+    /* The server serves a bounded number of connections (64); leave room. */
+    if (mgr_address != NULL && w->id < MANAGER_CLIENTS &&
         pshm_manager_connect(&w->mgr, mgr_address, mgr_key, mgr_keylen) < 0)
         fail("worker %d: connect to the manager: %s", w->id, pshm_last_error());
 #else

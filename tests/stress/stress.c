@@ -6,7 +6,7 @@
  *
  * Sizes come from the environment (defaults in parentheses: normal/small):
  *   PSHM_STRESS_PROCS    load processes at once          (64/16)
- *   PSHM_STRESS_OPS      operations per load process     (6000/3000)
+ *   PSHM_STRESS_OPS      operations per load process     (20000/3000)
  *   PSHM_STRESS_KILLS    SIGKILLs in the kill phase      (500/100)
  *   PSHM_STRESS_LANES    kill lanes side by side         (4/2)
  *   PSHM_STRESS_DELAY_US longest delay before a SIGKILL  (20000/20000)
@@ -43,7 +43,7 @@ static int env_int(const char *var, int dflt)
 static void configure(bool small)
 {
     C.procs = env_int("PSHM_STRESS_PROCS", small ? 16 : 64);
-    C.ops = env_int("PSHM_STRESS_OPS", small ? 3000 : 6000);
+    C.ops = env_int("PSHM_STRESS_OPS", small ? 3000 : 20000);
     C.kills = env_int("PSHM_STRESS_KILLS", small ? 100 : 500);
     C.lanes = env_int("PSHM_STRESS_LANES", small ? 2 : 4);
     C.max_delay_us = env_int("PSHM_STRESS_DELAY_US", 20000);
