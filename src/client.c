@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -347,7 +348,10 @@ static int call(pshm_manager *m, const char *what, proto_response *resp)
     if (resp->kind == RESP_ERROR) {
         char why[PROTO_MAX_TEXT + 1];
         clean_text(why, sizeof why, resp->message);
-        return err_set(resp->code, "%s \"%s\": the server says: %s", what, m->address, why);
+        /* Only codes this library knows reach the caller. */
+        bool known = strcmp(pshm_strerror(resp->code), pshm_strerror(INT_MIN)) != 0;
+        return err_set(known ? resp->code : PSHM_EPROTO, "%s \"%s\": the server says: %s",
+                       what, m->address, why);
     }
     return 0;
 }
@@ -406,6 +410,13 @@ int pshm_manager_list(pshm_manager *m, const pshm_value *values, size_t n, pshm_
     if (m == NULL || out == NULL || (values == NULL && n > 0))
         return err_set(PSHM_EINVAL, "list: NULL manager, values or handle pointer");
     *out = NULL;
+    for (size_t i = 0; i < n; i++)
+        if ((unsigned)values[i].type > PSHM_BYTES)
+            return err_set(PSHM_EINVAL, "list \"%s\": item %zu has no valid type", m->address,
+                           i);
+    if (n > PROTO_MAX_ITEMS)
+        return err_set(PSHM_ETOOBIG, "list \"%s\": %zu items; a manager list holds at most %u",
+                       m->address, n, PROTO_MAX_ITEMS);
     char name[PSHM_NAME_MAX + 1];
     pthread_mutex_lock(&m->lock);
     proto_put_create_list(&m->out, values, n);

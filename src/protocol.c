@@ -440,9 +440,10 @@ static void get_list_values(reader *r, proto_request *out)
     uint32_t count = get_u32(r, "item count");
     /* Every value takes at least its tag byte: a count larger than the bytes
      * left is a lie, refused before allocating for it. */
-    if (r->bad != NULL || count > r->left) {
+    if (r->bad != NULL || count > r->left || count > PROTO_MAX_ITEMS) {
         if (r->bad == NULL)
-            r->bad = "items (count exceeds the message)";
+            r->bad = count > PROTO_MAX_ITEMS ? "item count (over the limit)"
+                                             : "items (count exceeds the message)";
         return;
     }
     out->values = malloc((count ? count : 1) * sizeof *out->values);

@@ -22,7 +22,7 @@
  *
  * Requests (kind:u8, then):
  *   CREATE_BLOCK  size:u64
- *   CREATE_LIST   count:u32, count x value
+ *   CREATE_LIST   count:u32 (at most PROTO_MAX_ITEMS), count x value
  *                 value = tag:u8 (pshm_type), then INT i64 | FLOAT f64 (its
  *                 IEEE bits as u64) | BOOL u8 (0 or 1) | NONE nothing |
  *                 STR/BYTES len:u32 bytes
@@ -56,6 +56,9 @@
 #define PROTO_MAX_FRAME (16u << 20)
 /* Largest payload during the handshake: HELLO/AUTH/WELCOME are tiny. */
 #define PROTO_MAX_HANDSHAKE 512u
+/* Most items in one CREATE_LIST: bounds the decoded array (24 bytes per
+ * item) whatever the frame holds. */
+#define PROTO_MAX_ITEMS 1000000u
 /* Longest error or refusal text on the wire. */
 #define PROTO_MAX_TEXT 400u
 

@@ -84,10 +84,14 @@ static pshm_block **owned_slot(owned_table *t, const char *name, bool for_insert
     }
 }
 
-static bool owned_grow(owned_table *t)
+/* Rehash into a table sized for the live entries (at most a quarter full),
+ * which also sweeps out the tombstones that create/release cycles leave. */
+static bool owned_rehash(owned_table *t)
 {
-    owned_table bigger = {calloc(t->cap ? t->cap * 2 : 64, sizeof(pshm_block *)),
-                          t->cap ? t->cap * 2 : 64, 0, 0};
+    size_t cap = 64;
+    while (cap < (t->live + 1) * 4)
+        cap *= 2;
+    owned_table bigger = {calloc(cap, sizeof(pshm_block *)), cap, 0, 0};
     if (bigger.slots == NULL)
         return false;
     for (size_t i = 0; i < t->cap; i++) {
@@ -107,7 +111,7 @@ static int owned_add(owned_table *t, pshm_block *b)
 {
     if (t->live >= MAX_OWNED)
         return err_set(PSHM_ELIMIT, "manager: the server already owns %u blocks", MAX_OWNED);
-    if ((t->used + 1) * 2 > t->cap && !owned_grow(t))
+    if ((t->used + 1) * 2 > t->cap && !owned_rehash(t))
         return err_set(PSHM_ELIMIT, "manager: out of memory recording block \"%s\"", b->name);
     pshm_block **slot = owned_slot(t, b->name, true);
     if (*slot == NULL)
@@ -410,8 +414,10 @@ static void client_process(struct server *s, struct client *c)
         if (!client_flush(c))
             return;
     }
-    memmove(c->in, c->in + off, c->in_len - off);
-    c->in_len -= off;
+    if (off > 0) {
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+    }
     if (c->in_len == 0 && c->in_cap > KEEP_BUFFER) {
         free(c->in);
         c->in = NULL;

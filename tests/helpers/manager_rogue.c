@@ -32,6 +32,9 @@
 
 #define WAIT_MS 30000
 
+/* The one output buffer, reused for every frame (reachable until exit). */
+static proto_buf wire;
+
 static int fail(const char *what)
 {
     printf("FAIL: %s (%s)\n", what, errno ? strerror(errno) : "-");
@@ -53,10 +56,10 @@ static int connect_to(const char *address)
     return fd;
 }
 
-static bool send_buf(int fd, proto_buf *b)
+static bool send_wire(int fd)
 {
-    bool ok = !b->failed && send(fd, b->data, b->len, MSG_NOSIGNAL) == (ssize_t)b->len;
-    b->len = 0;
+    bool ok = !wire.failed && send(fd, wire.data, wire.len, MSG_NOSIGNAL) == (ssize_t)wire.len;
+    wire.len = 0;
     return ok;
 }
 
@@ -128,11 +131,9 @@ static bool authenticate(int fd, const uint8_t *key, size_t keylen, uint8_t vers
     uint8_t ours[PROTO_CHALLENGE_LEN], mac[PROTO_MAC_LEN];
     randombytes_buf(ours, sizeof ours);
     proto_mac(mac, key, keylen, "client", hello.challenge, ours);
-    proto_buf b = {0};
-    proto_put_auth(&b, mac, ours);
-    b.data[PROTO_HEADER_LEN] = version;
-    bool sent = send_buf(fd, &b);
-    proto_buf_free(&b);
+    proto_put_auth(&wire, mac, ours);
+    wire.data[PROTO_HEADER_LEN] = version;
+    bool sent = send_wire(fd);
     proto_welcome w;
     n = sent ? read_frame(fd, buf, sizeof buf) : -1;
     return n >= 0 && proto_get_welcome(buf, (size_t)n, &w, "rogue") == 0 &&
@@ -161,7 +162,6 @@ static int client_mode(const char *mode, const char *address, const uint8_t *key
     int fd = connect_to(address);
     if (fd < 0)
         return fail("connect");
-    proto_buf b = {0};
     if (strcmp(mode, "garbage") == 0) {
         static const char junk[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n\xff\xfe\x00garbage";
         if (send(fd, junk, sizeof junk, MSG_NOSIGNAL) < 0 || !closed_by_peer(fd))
@@ -191,16 +191,16 @@ static int client_mode(const char *mode, const char *address, const uint8_t *key
     }
     if (strcmp(mode, "truncated") == 0) {
         pshm_value one = pshm_int(1);
-        proto_put_create_list(&b, &one, 1);
-        b.data[PROTO_HEADER_LEN + 1] = 3; /* the count: claims 3 items */
-        if (!send_buf(fd, &b))
+        proto_put_create_list(&wire, &one, 1);
+        wire.data[PROTO_HEADER_LEN + 1] = 3; /* the count: claims 3 items */
+        if (!send_wire(fd))
             return fail("send");
         return expect_error_and_close(fd, mode);
     }
     if (strcmp(mode, "partial") == 0) {
-        proto_put_create_block(&b, 4096);
-        b.len -= 4; /* half the size field */
-        if (!send_buf(fd, &b))
+        proto_put_create_block(&wire, 4096);
+        wire.len -= 4; /* half the size field */
+        if (!send_wire(fd))
             return fail("send");
         close(fd);
         printf("ok: partial: sent half a frame and hung up\n");
@@ -227,13 +227,12 @@ static int fake_server(const char *address)
         return fail("accept");
     uint8_t challenge[PROTO_CHALLENGE_LEN], mac[PROTO_MAC_LEN], buf[PROTO_MAX_HANDSHAKE];
     randombytes_buf(challenge, sizeof challenge);
-    proto_buf b = {0};
-    proto_put_hello(&b, HELLO_READY, challenge, NULL);
-    if (!send_buf(fd, &b) || read_frame(fd, buf, sizeof buf) < 0)
+    proto_put_hello(&wire, HELLO_READY, challenge, NULL);
+    if (!send_wire(fd) || read_frame(fd, buf, sizeof buf) < 0)
         return fail("handshake");
     randombytes_buf(mac, sizeof mac); /* we do not know the key */
-    proto_put_welcome(&b, WELCOME_OK, mac, NULL);
-    if (!send_buf(fd, &b))
+    proto_put_welcome(&wire, WELCOME_OK, mac, NULL);
+    if (!send_wire(fd))
         return fail("send welcome");
     if (!closed_by_peer(fd))
         return fail("the client kept talking to a server that did not prove the key");
