@@ -71,7 +71,7 @@ typedef struct item {
     pshm_type type;
     size_t width;        /* bytes the format covers: 8, or n of "<n>s" */
     bool sized;          /* the format is "<n>s" */
-    char format[FORMAT_LEN];
+    uint64_t format;     /* the 8 format bytes as one word (native order) */
 } item;
 
 static size_t data_at(size_t len) { return (len + 2) * 8; }
@@ -80,9 +80,12 @@ static const char *list_name(const pshm_list *l) { return l->block->name; }
 
 /* ---- formats ----------------------------------------------------------- */
 
-static bool format_is(const char format[FORMAT_LEN], const char padded[FORMAT_LEN + 1])
+/* A padded format as the word it is in the block; folds to a constant. */
+static inline uint64_t format_word(const char padded[FORMAT_LEN + 1])
 {
-    return memcmp(format, padded, FORMAT_LEN) == 0;
+    uint64_t w;
+    memcpy(&w, padded, sizeof w);
+    return w;
 }
 
 /* n of a "<n>s" format (1 to 7 digits, 's', NUL padding), or -1. */
@@ -143,16 +146,17 @@ static int corrupt(const pshm_list *l, const char *what, int64_t index, const ch
 /* Type and width from a format and code copied out of the block. */
 static int classify(const pshm_list *l, const char *what, int64_t index, item *it, int code)
 {
-    const char *f = it->format;
+    char f[FORMAT_LEN];
+    memcpy(f, &it->format, FORMAT_LEN);
     it->sized = false;
     it->width = 8;
-    if (format_is(f, "q\0\0\0\0\0\0\0") && code == CODE_PLAIN)
+    if (it->format == format_word("q\0\0\0\0\0\0\0") && code == CODE_PLAIN)
         it->type = PSHM_INT;
-    else if (format_is(f, "d\0\0\0\0\0\0\0") && code == CODE_PLAIN)
+    else if (it->format == format_word("d\0\0\0\0\0\0\0") && code == CODE_PLAIN)
         it->type = PSHM_FLOAT;
-    else if (format_is(f, "xxxxxxx?") && code == CODE_PLAIN)
+    else if (it->format == format_word("xxxxxxx?") && code == CODE_PLAIN)
         it->type = PSHM_BOOL;
-    else if (format_is(f, "xxxxxx?x") && code == CODE_NONE)
+    else if (it->format == format_word("xxxxxx?x") && code == CODE_NONE)
         it->type = PSHM_NONE;
     else {
         long n = sized_format_width(f);
@@ -172,7 +176,7 @@ static int classify(const pshm_list *l, const char *what, int64_t index, item *i
 
 static unsigned char *list_buf(const pshm_list *l, const char *what)
 {
-    unsigned char *buf = pshm_block_buf(l->block);
+    unsigned char *buf = l->block->buf;
     if (buf == NULL)
         err_set(PSHM_ECLOSED, "%s \"%s\": the list's block was closed", what, list_name(l));
     return buf;
@@ -182,15 +186,16 @@ static unsigned char *list_buf(const pshm_list *l, const char *what)
 static int position(const pshm_list *l, const char *what, int64_t index, size_t *pos)
 {
     uint64_t p = index < 0 ? (uint64_t)index + l->len : (uint64_t)index;
+    *pos = (size_t)p;
     if (p >= l->len)
         return err_set(PSHM_ERANGE, "%s \"%s\"[%lld]: index out of range for a list of %zu "
                        "items", what, list_name(l), (long long)index, l->len);
-    *pos = (size_t)p;
     return 0;
 }
 
-/* Locate item `index` and describe it from one copy of its format and code. */
-static int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
+/* Locate item `index` and describe it from one copy of its format and code.
+ * Inlined: it is most of the cost of a get. */
+static inline __attribute__((always_inline)) int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
 {
     unsigned char *buf = list_buf(l, what);
     if (buf == NULL)
@@ -199,9 +204,8 @@ static int find_item(const pshm_list *l, const char *what, int64_t index, item *
     if (rc < 0)
         return rc;
     size_t pos = it->pos;
-    uint64_t word = __atomic_load_n((uint64_t *)(buf + l->formats_at + pos * 8),
-                                    __ATOMIC_RELAXED);
-    memcpy(it->format, &word, FORMAT_LEN);
+    it->format = __atomic_load_n((uint64_t *)(buf + l->formats_at + pos * 8),
+                                 __ATOMIC_RELAXED);
     int code = (signed char)__atomic_load_n(buf + l->codes_at + pos, __ATOMIC_RELAXED);
     it->data = buf + data_at(l->len) + l->offsets[pos];
     it->span = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
@@ -237,25 +241,27 @@ static int check_utf8(const pshm_list *l, const char *what, int64_t index,
                    list_name(l), (long long)index);
 }
 
-static int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
+/* Fields are stored one by one: building a whole pshm_value on the stack
+ * and copying it costs a store-forwarding stall on this hot path. */
+static inline __attribute__((always_inline)) int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
                      pshm_value *out)
 {
-    uint64_t w;
+    out->type = it->type;
     switch (it->type) {
     case PSHM_INT:
-        *out = pshm_int((int64_t)load_word(it->data));
+        out->u.i = (int64_t)load_word(it->data);
         return 0;
-    case PSHM_FLOAT:
-        w = load_word(it->data);
-        *out = pshm_float(0);
+    case PSHM_FLOAT: {
+        uint64_t w = load_word(it->data);
         memcpy(&out->u.f, &w, sizeof w);
         return 0;
+    }
     case PSHM_BOOL:
         /* struct's '?' reads any non-zero byte as True. */
-        *out = pshm_bool(__atomic_load_n(it->data + 7, __ATOMIC_RELAXED) != 0);
+        out->u.b = __atomic_load_n(it->data + 7, __ATOMIC_RELAXED) != 0;
         return 0;
     case PSHM_NONE:
-        *out = pshm_none();
+        out->u.i = 0;
         return 0;
     case PSHM_STR:
     case PSHM_BYTES:
@@ -266,10 +272,9 @@ static int read_item(const pshm_list *l, const char *what, int64_t index, const 
         int rc = check_utf8(l, what, index, it->data, n);
         if (rc < 0)
             return rc;
-        *out = pshm_strn((const char *)it->data, n);
-    } else {
-        *out = pshm_bytes(it->data, n);
     }
+    out->u.s.ptr = (const char *)it->data;
+    out->u.s.len = n;
     return 0;
 }
 
@@ -662,7 +667,7 @@ static int plan_set(const pshm_list *l, int64_t index, const item *it, const psh
         return err_set(PSHM_ETOOBIG, "set \"%s\"[%lld]: the item's %zu-byte span needs a "
                        "format over 8 characters", list_name(l), (long long)index, it->span);
     if (it->sized)
-        memcpy(format, it->format, FORMAT_LEN);
+        memcpy(format, &it->format, FORMAT_LEN);
     else
         sized_format(it->span, format);
     *width = room;
@@ -814,7 +819,9 @@ int pshm_list_format(const pshm_list *l, char **out)
             free(sb.data);
             return rc;
         }
-        sb_puts(&sb, it.format, format_text_len(it.format));
+        char text[FORMAT_LEN];
+        memcpy(text, &it.format, FORMAT_LEN);
+        sb_puts(&sb, text, format_text_len(text));
     }
     return sb_finish(&sb, out, "format");
 }
