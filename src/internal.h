@@ -30,7 +30,8 @@ int err_errno(int errnum, const char *what, const char *name, const char *call);
 #define SHM_DIR "/dev/shm"
 
 /*
- * A handle. Invariants: fd >= 0 exactly while buf != NULL (open); every open
+ * A handle. Invariants, for every handle a caller holds: fd >= 0 exactly while
+ * buf != NULL (open); every open
  * handle holds a shared flock on its block, so a tracker can tell a block in
  * use from a forgotten one; dev/ino identify the block we opened, so a later
  * block reusing the name is never mistaken for it.

@@ -185,8 +185,11 @@ static uint64_t hash_name(const char *s)
     return h;
 }
 
-static struct record *table_find(struct table *t, const char *name, bool for_insert)
+/* Records are keyed by name and identity: the same name may stand for an
+ * old block and a new one, and only the exact pair is ever forgotten. */
+static struct record *table_find(struct table *t, const struct record *key, bool for_insert)
 {
+    const char *name = key->name;
     size_t mask = t->cap - 1;
     struct record *tomb = NULL;
     for (size_t i = hash_name(name) & mask;; i = (i + 1) & mask) {
@@ -196,7 +199,7 @@ static struct record *table_find(struct table *t, const char *name, bool for_ins
         if (r->state == SLOT_DELETED) {
             if (tomb == NULL)
                 tomb = r;
-        } else if (strcmp(r->name, name) == 0) {
+        } else if (r->dev == key->dev && r->ino == key->ino && strcmp(r->name, name) == 0) {
             return r;
         }
     }
@@ -222,7 +225,7 @@ static bool table_grow(struct table *t)
     for (size_t i = 0; i < old.cap; i++) {
         if (old.slots[i].state != SLOT_USED)
             continue;
-        *table_find(t, old.slots[i].name, true) = old.slots[i];
+        *table_find(t, &old.slots[i], true) = old.slots[i];
         t->used++;
     }
     munmap(old.slots, old.cap * sizeof(struct record));
@@ -231,24 +234,23 @@ static bool table_grow(struct table *t)
 
 static void table_apply(struct table *t, const struct tracker_msg *m)
 {
+    struct record key = {.dev = m->dev, .ino = m->ino};
+    memcpy(key.name, m->name, sizeof key.name);
     if (m->op == MSG_UNREGISTER) {
-        struct record *r = table_find(t, m->name, false);
+        struct record *r = table_find(t, &key, false);
         if (r != NULL)
             r->state = SLOT_DELETED;
         return;
     }
     if ((t->used + 1) * 4 > t->cap * 3 && !table_grow(t))
         return; /* out of memory: this block will not be cleaned up */
-    struct record *r = table_find(t, m->name, true);
-    if (r->state != SLOT_USED) {
-        if (r->state == SLOT_EMPTY)
-            t->used++;
-        memcpy(r->name, m->name, sizeof r->name);
-    }
-    /* A record for the same name with another inode is stale: replace it. */
-    r->state = SLOT_USED;
-    r->dev = m->dev;
-    r->ino = m->ino;
+    struct record *r = table_find(t, &key, true);
+    if (r->state == SLOT_USED)
+        return; /* registered before, e.g. by a forked sibling */
+    if (r->state == SLOT_EMPTY)
+        t->used++;
+    key.state = SLOT_USED;
+    *r = key;
 }
 
 /* A tiny signal-safe line writer for stderr. */
