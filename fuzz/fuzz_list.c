@@ -55,22 +55,28 @@ static void touch(const void *p, size_t n)
         sink ^= ((const unsigned char *)p)[i];
 }
 
+/* A value a call returned: its bytes are readable, its repr can be made. */
+static void use_value(const pshm_value *v)
+{
+    if (v->type == PSHM_STR || v->type == PSHM_BYTES)
+        touch(v->u.s.ptr, v->u.s.len);
+    char *text;
+    if (pshm_value_repr(v, &text) == 0)
+        free(text);
+}
+
 static void read_item(pshm_list *l, int64_t i)
 {
     pshm_value v;
-    if (pshm_list_get(l, i, &v) == 0 && (v.type == PSHM_STR || v.type == PSHM_BYTES))
-        touch(v.u.s.ptr, v.u.s.len);
+    if (pshm_list_get(l, i, &v) == 0)
+        use_value(&v);
     char small[8];
-    if (pshm_list_get_copy(l, i, &v, small, sizeof small) == 0 &&
-        (v.type == PSHM_STR || v.type == PSHM_BYTES))
-        touch(v.u.s.ptr, v.u.s.len);
+    if (pshm_list_get_copy(l, i, &v, small, sizeof small) == 0)
+        use_value(&v);
     const void *raw;
     size_t n;
     if (pshm_list_raw(l, i, &raw, &n) == 0)
         touch(raw, n);
-    char *text;
-    if (pshm_value_repr(&v, &text) == 0)
-        free(text);
 }
 
 static void read_whole(pshm_list *l)

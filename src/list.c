@@ -74,6 +74,9 @@ typedef struct item {
     uint64_t format;     /* the 8 format bytes as one word (native order) */
 } item;
 
+/* For the few helpers on the get path: a call would cost more than they do. */
+#define HOT static inline __attribute__((always_inline))
+
 static size_t data_at(size_t len) { return (len + 2) * 8; }
 
 static const char *list_name(const pshm_list *l) { return l->block->name; }
@@ -124,7 +127,7 @@ static void format_for_message(const char format[FORMAT_LEN], char out[4 * FORMA
     out[at] = '\0';
 }
 
-/* The 8-byte NUL-padded format CPython writes for "<n>s". */
+/* The 8-byte NUL-padded format CPython writes for "<n>s"; n <= SIZED_MAX. */
 static void sized_format(size_t n, char out[FORMAT_LEN])
 {
     char text[FORMAT_LEN + 1];
@@ -195,7 +198,7 @@ static int position(const pshm_list *l, const char *what, int64_t index, size_t 
 
 /* Locate item `index` and describe it from one copy of its format and code.
  * Inlined: it is most of the cost of a get. */
-static inline __attribute__((always_inline)) int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
+HOT int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
 {
     unsigned char *buf = list_buf(l, what);
     if (buf == NULL)
@@ -242,39 +245,39 @@ static int check_utf8(const pshm_list *l, const char *what, int64_t index,
 }
 
 /* Fields are stored one by one: building a whole pshm_value on the stack
- * and copying it costs a store-forwarding stall on this hot path. */
-static inline __attribute__((always_inline)) int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
-                     pshm_value *out)
+ * and copying it costs a store-forwarding stall on this hot path. On
+ * failure *out is left untouched. */
+HOT int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
+                  pshm_value *out)
 {
-    out->type = it->type;
+    uint64_t w;
     switch (it->type) {
     case PSHM_INT:
         out->u.i = (int64_t)load_word(it->data);
-        return 0;
-    case PSHM_FLOAT: {
-        uint64_t w = load_word(it->data);
+        break;
+    case PSHM_FLOAT:
+        w = load_word(it->data);
         memcpy(&out->u.f, &w, sizeof w);
-        return 0;
-    }
+        break;
     case PSHM_BOOL:
         /* struct's '?' reads any non-zero byte as True. */
         out->u.b = __atomic_load_n(it->data + 7, __ATOMIC_RELAXED) != 0;
-        return 0;
+        break;
     case PSHM_NONE:
         out->u.i = 0;
-        return 0;
-    case PSHM_STR:
-    case PSHM_BYTES:
         break;
-    }
-    size_t n = strip_nuls(it->data, it->width);
-    if (it->type == PSHM_STR) {
-        int rc = check_utf8(l, what, index, it->data, n);
+    case PSHM_STR:
+    case PSHM_BYTES: {
+        size_t n = strip_nuls(it->data, it->width);
+        int rc = it->type == PSHM_STR ? check_utf8(l, what, index, it->data, n) : 0;
         if (rc < 0)
             return rc;
+        out->u.s.ptr = (const char *)it->data;
+        out->u.s.len = n;
+        break;
     }
-    out->u.s.ptr = (const char *)it->data;
-    out->u.s.len = n;
+    }
+    out->type = it->type;
     return 0;
 }
 
@@ -383,8 +386,9 @@ static int plan_layout(const char *name, const pshm_value *values, size_t n,
                            "bytes an item can hold (its format would need over 8 "
                            "characters)", name, i, values[i].u.s.len,
                            type_name(values[i].type), ITEM_BYTES_MAX);
-        /* Each allocation is < 10^7 and n < SIZE_MAX / 17: no overflow yet. */
-        offsets[i + 1] = offsets[i] + allocation(&values[i]);
+        if (__builtin_add_overflow(offsets[i], allocation(&values[i]), &offsets[i + 1]))
+            return err_set(PSHM_EBADSIZE, "create \"%s\": %zu items need more bytes than "
+                           "fit in memory", name, n);
     }
     size_t meta = HEADER_MIN + n * PER_ITEM_META;
     if (__builtin_add_overflow(meta, (size_t)offsets[n], size))

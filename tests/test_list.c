@@ -595,9 +595,10 @@ Test(list, get_rejects_bad_formats_and_codes)
     memcpy(raw_buf(l) + F_AT + 8, "8s\0\0\0\0\0\0", 8);
     raw_buf(l)[C_AT + 1] = 1;
     memcpy(raw_buf(l) + 48, "ab\xc3(\0\0\0\0", 8);
-    pshm_value v;
+    pshm_value v = pshm_int(-5);
     ASSERT_FAILS(pshm_list_get(l, 1, &v), PSHM_ECORRUPT);
     cr_assert(strstr(pshm_last_error(), "not valid UTF-8") != NULL);
+    cr_assert(v.type == PSHM_INT && v.u.i == -5, "a failed get must not touch *out");
     char buf[16];
     ASSERT_FAILS(pshm_list_get_copy(l, 1, &v, buf, sizeof buf), PSHM_ECORRUPT);
     /* The same bytes as bytes are fine, and a set repairs the item. */
