@@ -146,7 +146,7 @@ Test(list, block_bytes_follow_cpython_layout)
     finish(l);
 }
 
-Test(list, random_name_and_tracked_by_default)
+Test(list, random_name)
 {
     pshm_value in[] = {pshm_int(1)};
     pshm_list *l;
@@ -155,6 +155,23 @@ Test(list, random_name_and_tracked_by_default)
     cr_assert_eq(strlen(name), PSHM_RANDOM_NAME_LEN);
     cr_assert(strncmp(name, "psm_", 4) == 0);
     finish(l);
+}
+
+/* A child creates a list with default flags and exits without unlinking:
+ * its tracker must remove the block. */
+Test(list, tracked_by_default)
+{
+    const char *name = new_name("tracked");
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        pshm_value in[] = {pshm_int(1)};
+        pshm_list *l;
+        _exit(pshm_list_create(&l, name, in, 1, 0) < 0);
+    }
+    int status = t_wait(pid, 30);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    cr_assert(t_wait_gone(name, 20), "the tracker left %s behind", name);
 }
 
 Test(list, empty_list)
