@@ -432,7 +432,7 @@ static bool client_flush(struct client *c)
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return true;
         if (n <= 0) {
-            client_drop(c, c->closing ? NULL : "the peer stopped reading");
+            client_drop(c, c->closing ? NULL : "the connection broke while sending");
             return false;
         }
         c->out_sent += (size_t)n;
@@ -448,7 +448,6 @@ static bool client_flush(struct client *c)
     return true;
 }
 
-/* Answer complete frames one at a time while nothing is queued. */
 /* Whether a declared frame length is acceptable in the connection's state;
  * if not, the client is refused. */
 static bool frame_length_ok(struct server *s, struct client *c, uint32_t len)
@@ -462,6 +461,7 @@ static bool frame_length_ok(struct server *s, struct client *c, uint32_t len)
     return false;
 }
 
+/* Answer complete frames one at a time while nothing is queued. */
 static void client_process(struct server *s, struct client *c)
 {
     size_t off = 0;

@@ -300,6 +300,29 @@ Test(manager, list_through_manager)
     cr_assert_not(t_shm_exists(name));
 }
 
+/* CPython reads a list the manager made, item for item. */
+Test(manager, list_readable_by_cpython)
+{
+    pshm_manager *m;
+    ok(pshm_manager_start(&m, NULL, NULL, 0), "start");
+    pshm_value values[] = {pshm_int(-42), pshm_float(2.5), pshm_bool(true), pshm_str("howdy"),
+                           pshm_bytes("a\0b", 3), pshm_none()};
+    pshm_list *l;
+    ok(pshm_manager_list(m, values, 6, &l), "list");
+    /* 3.11 registers attached blocks with its tracker, which would unlink
+     * the server's block at exit: unregister, as its docs advise. */
+    char cmd[1024], out[512];
+    snprintf(cmd, sizeof cmd,
+             "python3 -c \"from multiprocessing import shared_memory as s, resource_tracker "
+             "as r\nl = s.ShareableList(name='%s')\nprint(repr(list(l)))\n"
+             "r.unregister(l.shm._name, 'shared_memory')\nl.shm.close()\"",
+             pshm_block_name(pshm_list_block(l)));
+    cr_assert_eq(t_run(cmd, out, sizeof out), 0, "python said: %s", out);
+    cr_assert_str_eq(out, "[-42, 2.5, True, 'howdy', b'a\\x00b', None]");
+    pshm_list_free(l);
+    ok(pshm_manager_shutdown(m), "shutdown");
+}
+
 /* ---- many clients ------------------------------------------------------ */
 
 #define CLIENTS 32
