@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sodium.h>
@@ -103,7 +104,8 @@ static int reserve_in(pshm_manager *m, const char *what, size_t want)
  * sleeping: the server usually answers within microseconds, and waking a
  * sleeping CPU (above all a halted virtual CPU) costs tens of them
  * (measured: a Unix socket round trip of 50 us idle, 4 us with both ends
- * polling). Bounded, and only while a reply is due.
+ * polling). Bounded, only while a reply is due, and yielding each round so
+ * the server gets the CPU if it needs ours (see server.c, wait_events).
  */
 static void spin_for_reply(pshm_manager *m)
 {
@@ -114,6 +116,7 @@ static void spin_for_reply(pshm_manager *m)
             m->in_len += (size_t)n;
         if (n >= 0 || (errno != EAGAIN && errno != EINTR))
             return; /* data, EOF or an error: the blocking recv reports it */
+        sched_yield();
     }
 }
 
