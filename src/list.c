@@ -146,11 +146,30 @@ static int corrupt(const pshm_list *l, const char *what, int64_t index, const ch
                    list_name(l), (long long)index, why, shown, code);
 }
 
-/* Type and width from a format and code copied out of the block. */
-static int classify(const pshm_list *l, const char *what, int64_t index, item *it, int code)
+/* classify()'s path for "<n>s" formats and for anything unknown. */
+static int classify_sized(const pshm_list *l, const char *what, int64_t index, item *it,
+                          int code)
 {
     char f[FORMAT_LEN];
     memcpy(f, &it->format, FORMAT_LEN);
+    long n = sized_format_width(f);
+    if (n < 0)
+        return corrupt(l, what, index, "unknown item format", f, code);
+    if (code != CODE_STR && code != CODE_BYTES)
+        return corrupt(l, what, index, "a \"<n>s\" format needs code 1 or 2", f, code);
+    if ((size_t)n > it->span)
+        return corrupt(l, what, index, "the format covers more bytes than the item's span", f,
+                       code);
+    it->type = code == CODE_STR ? PSHM_STR : PSHM_BYTES;
+    it->sized = true;
+    it->width = (size_t)n;
+    return 0;
+}
+
+/* Type and width from a format and code copied out of the block. The four
+ * fixed formats are one word compare each; all of them need 8 bytes. */
+HOT int classify(const pshm_list *l, const char *what, int64_t index, item *it, int code)
+{
     it->sized = false;
     it->width = 8;
     if (it->format == format_word("q\0\0\0\0\0\0\0") && code == CODE_PLAIN)
@@ -161,19 +180,14 @@ static int classify(const pshm_list *l, const char *what, int64_t index, item *i
         it->type = PSHM_BOOL;
     else if (it->format == format_word("xxxxxx?x") && code == CODE_NONE)
         it->type = PSHM_NONE;
-    else {
-        long n = sized_format_width(f);
-        if (n < 0)
-            return corrupt(l, what, index, "unknown item format", f, code);
-        if (code != CODE_STR && code != CODE_BYTES)
-            return corrupt(l, what, index, "a \"<n>s\" format needs code 1 or 2", f, code);
-        it->type = code == CODE_STR ? PSHM_STR : PSHM_BYTES;
-        it->sized = true;
-        it->width = (size_t)n;
-    }
-    if (it->width > it->span)
+    else
+        return classify_sized(l, what, index, it, code);
+    if (it->span < 8) {
+        char f[FORMAT_LEN];
+        memcpy(f, &it->format, FORMAT_LEN);
         return corrupt(l, what, index, "the format covers more bytes than the item's span", f,
                        code);
+    }
     return 0;
 }
 
