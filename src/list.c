@@ -750,7 +750,7 @@ static int int_cell(pshm_list *l, const char *what, int64_t index, uint64_t **ce
 
 int pshm_list_add(pshm_list *l, int64_t index, int64_t delta, int64_t *old)
 {
-    uint64_t *cell;
+    uint64_t *cell = NULL;
     int rc = int_cell(l, "add", index, &cell);
     if (rc < 0)
         return rc;
@@ -765,7 +765,7 @@ int pshm_list_cas(pshm_list *l, int64_t index, int64_t *expected, int64_t desire
 {
     if (expected == NULL)
         return err_set(PSHM_EINVAL, "cas [%lld]: NULL expected pointer", (long long)index);
-    uint64_t *cell;
+    uint64_t *cell = NULL;
     int rc = int_cell(l, "cas", index, &cell);
     if (rc < 0)
         return rc;
