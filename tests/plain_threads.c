@@ -5,8 +5,9 @@
  *
  * Threads concurrently: create tracked and untracked blocks (registering
  * with the tracker while others map and unmap), attach, write and verify,
- * close, unlink; and fail on purpose, checking that each thread's error
- * message is its own.
+ * close, unlink, and fail on purpose, checking that each thread's error
+ * message is its own; add atomically to one list item; share one manager
+ * handle for block requests and releases.
  *
  * The tracker is started from the main thread first. Under ThreadSanitizer
  * a raw clone() while other threads run leaves the child in TSan's runtime
@@ -64,6 +65,35 @@ static void *churn(void *arg)
     return NULL;
 }
 
+/* One manager handle shared by every thread: requests are serialised. */
+static pshm_manager *shared_manager;
+
+static void *manager_requests(void *arg)
+{
+    (void)arg;
+    for (int r = 0; r < 20; r++) {
+        pshm_block *b;
+        CHECK(pshm_manager_block(shared_manager, 1024, &b) == 0, "%s", pshm_last_error());
+        char name[PSHM_NAME_MAX + 1];
+        strcpy(name, pshm_block_name(b));
+        memset(pshm_block_buf(b), 0x33, 1024);
+        pshm_block_free(b);
+        CHECK(pshm_manager_release(shared_manager, name) == 0, "%s", pshm_last_error());
+    }
+    return NULL;
+}
+
+/* Lists: concurrent atomic adds on one item must all count. */
+static pshm_list *shared_list;
+
+static void *list_adds(void *arg)
+{
+    (void)arg;
+    for (int r = 0; r < 1000; r++)
+        CHECK(pshm_list_add(shared_list, 0, 1, NULL) == 0, "%s", pshm_last_error());
+    return NULL;
+}
+
 static void run(const char *what, void *(*fn)(void *))
 {
     pthread_t t[THREADS];
@@ -95,6 +125,28 @@ int main(void)
     if (start_tracker() < 0)
         return 1;
     run("blocks from 8 threads", churn);
+
+    pshm_value zero = pshm_int(0);
+    if (pshm_list_create(&shared_list, NULL, &zero, 1, 0) < 0) {
+        fprintf(stderr, "FAIL: %s\n", pshm_last_error());
+        return 1;
+    }
+    run("atomic adds from 8 threads", list_adds);
+    pshm_value total;
+    if (pshm_list_get(shared_list, 0, &total) < 0 || total.u.i != THREADS * 1000) {
+        fprintf(stderr, "FAIL: the adds summed to %lld\n", (long long)total.u.i);
+        atomic_fetch_add(&failures, 1);
+    }
+    pshm_block_unlink(pshm_list_block(shared_list));
+    pshm_list_free(shared_list);
+
+    fflush(stdout); /* under TSan the forked server's exit flushed a copy */
+    if (pshm_manager_start(&shared_manager, NULL, NULL, 0) < 0) {
+        fprintf(stderr, "FAIL: %s\n", pshm_last_error());
+        return 1;
+    }
+    run("one manager handle shared by 8 threads", manager_requests);
+    pshm_manager_shutdown(shared_manager);
     printf("%d passed, %d failed\n", passed, atomic_load(&failures) ? 1 : 0);
     return atomic_load(&failures) ? 1 : 0;
 }
