@@ -355,7 +355,7 @@ int pshm_manager_connect(pshm_manager **out, const char *address, const void *ke
     if (out == NULL)
         return err_set(PSHM_EINVAL, "connect: NULL handle pointer");
     *out = NULL;
-    pshm_manager *m;
+    pshm_manager *m = NULL;
     int rc = handle_new(&m, "connect", address, key, keylen);
     if (rc < 0)
         return rc;
@@ -775,7 +775,7 @@ int pshm_manager_with(const char *address, const void *key, size_t keylen,
 {
     if (fn == NULL)
         return err_set(PSHM_EINVAL, "with: NULL function");
-    pshm_manager *m;
+    pshm_manager *m = NULL;
     int rc = pshm_manager_start(&m, address, key, keylen);
     if (rc < 0)
         return rc;
