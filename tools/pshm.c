@@ -954,8 +954,8 @@ static int cmd_list_get(int argc, char **argv)
 static int cmd_list_set(int argc, char **argv)
 {
     int status = parse_plain("list set", LIST_SET_HELP, argc, argv, 3, 3);
-    int64_t index;
-    pshm_value *value;
+    int64_t index = 0;
+    pshm_value *value = NULL;
     if (status == EXIT_OK)
         status = parse_index("list set", argv[optind + 1], &index);
     if (status == EXIT_OK)
