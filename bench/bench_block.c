@@ -17,6 +17,8 @@
  */
 #include "pshm.h"
 
+#include "bench.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
@@ -30,8 +32,6 @@
 
 #define SMALL_SIZE 4096
 #define BIG_SIZE ((size_t)256 << 20)
-#define MIN_MEASURE_NS 200000000.0 /* 0.2 s per figure, times the scale */
-#define CALIBRATE_NS 20000000ull   /* a batch this long fixes the count */
 
 /* The fixed names this program uses; atexit removes any that are left. */
 static char name_cycle[64], name_attach[64], name_big[64];
@@ -70,53 +70,6 @@ static void check_pshm(int rc, const char *call)
         fprintf(stderr, "bench_block: %s: %s\n", call, pshm_last_error());
         exit(1);
     }
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static double bench_scale(void)
-{
-    const char *s = getenv("PSHM_BENCH_SCALE");
-    double v = s ? atof(s) : 1.0;
-    return v > 0 ? v : 1.0;
-}
-
-static void report(const char *figure, const char *impl, double ns)
-{
-    printf("BENCH %s %s %.1f\n", figure, impl, ns);
-    fflush(stdout);
-}
-
-/* ---- the timing loop for cheap operations ------------------------------ */
-
-typedef void (*op_fn)(void);
-
-static uint64_t run_batch(op_fn op, uint64_t count)
-{
-    uint64_t t0 = now_ns();
-    for (uint64_t i = 0; i < count; i++)
-        op();
-    return now_ns() - t0;
-}
-
-/*
- * Warm up and find a batch that takes CALIBRATE_NS (the doubling doubles as
- * warm-up: it starts the tracker and faults in the code), then time one
- * batch long enough for the measuring time.
- */
-static double measure(op_fn op)
-{
-    uint64_t count = 1;
-    while (run_batch(op, count) < CALIBRATE_NS)
-        count *= 2;
-    double per_op = (double)CALIBRATE_NS / (double)count;
-    uint64_t n = (uint64_t)(MIN_MEASURE_NS * bench_scale() / per_op) + 1;
-    return (double)run_batch(op, n) / (double)n;
 }
 
 /* ---- block.create_close_unlink ---------------------------------------- */
@@ -201,11 +154,11 @@ static void touch_pages(unsigned char *p, size_t size)
 static struct populate_times populate_once(unsigned flags)
 {
     pshm_block *b;
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     check_pshm(pshm_block_create(&b, name_big, BIG_SIZE, flags), "create 256 MiB");
-    uint64_t t1 = now_ns();
+    uint64_t t1 = bench_now_ns();
     touch_pages(pshm_block_buf(b), BIG_SIZE);
-    uint64_t t2 = now_ns();
+    uint64_t t2 = bench_now_ns();
     check_pshm(pshm_block_close(b), "close");
     check_pshm(pshm_block_unlink(b), "unlink");
     pshm_block_free(b);
@@ -213,36 +166,42 @@ static struct populate_times populate_once(unsigned flags)
 }
 
 /* Each iteration is tens of ms, so run whole iterations for the measuring
- * time (at least 3) and average; the first is a warm-up. */
+ * time (at least BENCH_MIN_ROUNDS) and average; the first is a warm-up. */
 static void bench_populate(const char *impl, unsigned flags)
 {
     populate_once(flags);
     struct populate_times sum = {0, 0};
     int n = 0;
-    uint64_t start = now_ns();
-    while (n < 3 || (double)(now_ns() - start) < MIN_MEASURE_NS * bench_scale()) {
+    uint64_t start = bench_now_ns();
+    while (bench_more_rounds(n, (double)(bench_now_ns() - start))) {
         struct populate_times t = populate_once(flags);
         sum.create_ns += t.create_ns;
         sum.touch_ns += t.touch_ns;
         n++;
     }
-    report("block.populate_256MiB.create", impl, sum.create_ns / n);
-    report("block.populate_256MiB.touch", impl, sum.touch_ns / n);
-    report("block.populate_256MiB.create_touch", impl, (sum.create_ns + sum.touch_ns) / n);
+    bench_report("block.populate_256MiB.create", impl, sum.create_ns / n);
+    bench_report("block.populate_256MiB.touch", impl, sum.touch_ns / n);
+    bench_report("block.populate_256MiB.create_touch", impl, (sum.create_ns + sum.touch_ns) / n);
+}
+
+/* Measure one cheap operation and print its line. */
+static void measure_figure(const char *figure, const char *impl, bench_op_fn op)
+{
+    bench_report(figure, impl, bench_measure_op(op));
 }
 
 int main(void)
 {
     make_names();
-    /* The first tracked call starts the tracker: measure()'s warm-up pays it. */
-    report("block.create_close_unlink", "posix", measure(posix_cycle));
-    report("block.create_close_unlink", "pshm_untracked", measure(pshm_untracked_cycle));
-    report("block.create_close_unlink", "pshm_tracked", measure(pshm_tracked_cycle));
+    /* The first tracked call starts the tracker: the calibration's warm-up pays it. */
+    measure_figure("block.create_close_unlink", "posix", posix_cycle);
+    measure_figure("block.create_close_unlink", "pshm_untracked", pshm_untracked_cycle);
+    measure_figure("block.create_close_unlink", "pshm_tracked", pshm_tracked_cycle);
 
     make_attach_target();
-    report("block.attach_close", "posix", measure(posix_attach));
-    report("block.attach_close", "pshm_untracked", measure(pshm_untracked_attach));
-    report("block.attach_close", "pshm_tracked", measure(pshm_tracked_attach));
+    measure_figure("block.attach_close", "posix", posix_attach);
+    measure_figure("block.attach_close", "pshm_untracked", pshm_untracked_attach);
+    measure_figure("block.attach_close", "pshm_tracked", pshm_tracked_attach);
     check_sys(shm_unlink(name_attach), "shm_unlink");
 
     bench_populate("pshm", 0);

@@ -17,14 +17,14 @@
  */
 #include "pshm.h"
 
+#include "bench.h"
+
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
-#define MIN_MEASURE_NS 200000000.0 /* 0.2 s per figure, times the scale */
-#define CALIBRATE_NS 20000000ull   /* a batch this long fixes the count */
 #define CYCLE 512                  /* items the per-op figures cycle over */
 #define SUM_LEN 1000
 
@@ -46,41 +46,11 @@ static void check_pshm(int rc, const char *call)
     }
 }
 
-static uint64_t now_ns(void)
+/* Time one batch function as bench.h does; print ns per op to 2 decimals
+ * (the per-item figures are a few ns). */
+static void measure(const char *figure, const char *impl, bench_batch_fn batch)
 {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static double bench_scale(void)
-{
-    const char *s = getenv("PSHM_BENCH_SCALE");
-    double v = s ? atof(s) : 1.0;
-    return v > 0 ? v : 1.0;
-}
-
-/* A batch runs `count` operations in its own tight loop. */
-typedef void (*batch_fn)(uint64_t count);
-
-static uint64_t run_batch(batch_fn batch, uint64_t count)
-{
-    uint64_t t0 = now_ns();
-    batch(count);
-    return now_ns() - t0;
-}
-
-/* Double the count until a batch takes CALIBRATE_NS (this warms up too),
- * then time one batch of the measuring time. */
-static void measure(const char *figure, const char *impl, batch_fn batch)
-{
-    uint64_t count = 1;
-    while (run_batch(batch, count) < CALIBRATE_NS)
-        count *= 2;
-    double per_op = (double)CALIBRATE_NS / (double)count;
-    uint64_t n = (uint64_t)(MIN_MEASURE_NS * bench_scale() / per_op) + 1;
-    printf("BENCH %s %s %.2f\n", figure, impl, (double)run_batch(batch, n) / (double)n);
-    fflush(stdout);
+    bench_report_decimals(figure, impl, bench_measure_batch(batch), 2);
 }
 
 /* ---- per-item figures -------------------------------------------------- */

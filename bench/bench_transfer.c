@@ -21,6 +21,8 @@
  */
 #include "pshm.h"
 
+#include "bench.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -38,8 +40,6 @@
 #define TRANSFER_WORDS (TRANSFER_SIZE / sizeof(uint64_t))
 #define CHUNK_SIZE ((size_t)1 << 20)
 #define CHUNK_WORDS (CHUNK_SIZE / sizeof(uint64_t))
-#define MIN_MEASURE_NS 200000000.0
-#define MIN_ROUNDS 3
 #define PATTERN_MUL 0x9E3779B97F4A7C15ull
 
 enum impl_kind { IMPL_PSHM, IMPL_PSHM_REUSE, IMPL_STREAM };
@@ -69,20 +69,6 @@ static void die(const char *what, const char *why)
 {
     fprintf(stderr, "bench_transfer: %s: %s\n", what, why);
     exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-static double bench_scale(void)
-{
-    const char *s = getenv("PSHM_BENCH_SCALE");
-    double v = s ? atof(s) : 1.0;
-    return v > 0 ? v : 1.0;
 }
 
 /* ---- the pattern -------------------------------------------------------- */
@@ -297,11 +283,11 @@ struct session {
 /* One timed, verified round; returns its duration. */
 static uint64_t timed_round(struct session *s, uint64_t seed)
 {
-    uint64_t t0 = now_ns();
+    uint64_t t0 = bench_now_ns();
     uint64_t sum = s->kind == IMPL_PSHM ? round_fresh(&s->link, seed)
                  : s->kind == IMPL_PSHM_REUSE ? round_reuse(&s->link, s->held, seed)
                  : round_stream(&s->link, s->chunk, seed);
-    uint64_t elapsed = now_ns() - t0;
+    uint64_t elapsed = bench_now_ns() - t0;
     if (sum != expected_sum(seed))
         die("checksum", "the parent did not read what the child wrote");
     return elapsed;
@@ -314,7 +300,7 @@ static double run_rounds(struct session *s)
     timed_round(s, seed++);
     uint64_t total = 0;
     int n = 0;
-    while (n < MIN_ROUNDS || (double)total < MIN_MEASURE_NS * bench_scale()) {
+    while (bench_more_rounds(n, (double)total)) {
         total += timed_round(s, seed++);
         n++;
     }
@@ -363,8 +349,7 @@ static double bench_impl(enum impl_kind kind, enum channel ch)
 
 static void report(const char *impl, double ns)
 {
-    printf("BENCH transfer.256MiB %s %.1f\n", impl, ns);
-    fflush(stdout);
+    bench_report("transfer.256MiB", impl, ns);
 }
 
 int main(void)
