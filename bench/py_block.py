@@ -8,43 +8,15 @@ Figures (impl cpython), printed as "BENCH <figure> cpython <ns_per_op>":
 
 PSHM_BENCH_SCALE multiplies the measuring time (0.2 s per figure).
 """
-import os
-import time
 from multiprocessing import shared_memory
 
+import pybench  # bench/pybench.py: this script's folder is on sys.path
+
 SMALL_SIZE = 4096
-MIN_MEASURE_NS = 200_000_000
-CALIBRATE_NS = 20_000_000
-
-
-def bench_scale():
-    try:
-        value = float(os.environ.get("PSHM_BENCH_SCALE", "1"))
-    except ValueError:
-        return 1.0
-    return value if value > 0 else 1.0
-
-
-def run_batch(op, count):
-    start = time.perf_counter_ns()
-    for _ in range(count):
-        op()
-    return time.perf_counter_ns() - start
-
-
-def measure(op):
-    """Warm up by doubling a batch until it lasts CALIBRATE_NS, then time
-    one batch long enough for the measuring time; ns per op."""
-    count = 1
-    while run_batch(op, count) < CALIBRATE_NS:
-        count *= 2
-    per_op = CALIBRATE_NS / count
-    n = int(MIN_MEASURE_NS * bench_scale() / per_op) + 1
-    return run_batch(op, n) / n
 
 
 def report(figure, ns):
-    print(f"BENCH {figure} cpython {ns:.1f}", flush=True)
+    pybench.report(figure, "cpython", ns)
 
 
 def create_close_unlink():
@@ -54,14 +26,14 @@ def create_close_unlink():
 
 
 def main():
-    report("block.create_close_unlink", measure(create_close_unlink))
+    report("block.create_close_unlink", pybench.measure_op(create_close_unlink))
 
     target = shared_memory.SharedMemory(create=True, size=SMALL_SIZE)
     try:
         def attach_close():
             shared_memory.SharedMemory(target.name).close()
 
-        report("block.attach_close", measure(attach_close))
+        report("block.attach_close", pybench.measure_op(attach_close))
     finally:
         target.close()
         # Also unregisters the name every attach registered (one set entry).

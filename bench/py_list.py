@@ -6,30 +6,17 @@ list.create_1000 (create a 1,000-int list, close, unlink) and list.sum_1000
 (sum() of a 1,000-int list). PSHM_BENCH_SCALE multiplies the measuring time
 (0.2 s per figure).
 """
-import os
-import time
 from multiprocessing.shared_memory import ShareableList
 
-MIN_MEASURE_NS = 200_000_000 * float(os.environ.get("PSHM_BENCH_SCALE", "1") or 1)
-CALIBRATE_NS = 20_000_000
+import pybench  # bench/pybench.py: this script's folder is on sys.path
+
 CYCLE = 512
 
 
-def run_batch(batch, count):
-    t0 = time.perf_counter_ns()
-    batch(count)
-    return time.perf_counter_ns() - t0
-
-
 def measure(figure, batch, ops_per_call=1):
-    """Double the count until a batch takes CALIBRATE_NS (warming up), then
-    time one batch of the measuring time; report ns per operation."""
-    count = 1
-    while run_batch(batch, count) < CALIBRATE_NS:
-        count *= 2
-    n = int(MIN_MEASURE_NS * count / CALIBRATE_NS) + 1
-    ns = run_batch(batch, n) / (n * ops_per_call)
-    print("BENCH %s cpython %.2f" % (figure, ns), flush=True)
+    """Time batch(count) as pybench does; report ns per operation to 2
+    decimals, as bench_list.c does."""
+    pybench.report(figure, "cpython", pybench.measure_batch(batch, ops_per_call), 2)
 
 
 def main():

@@ -20,39 +20,11 @@ the block, the client attaches), close, release.
 
 PSHM_BENCH_SCALE multiplies the measuring time (0.2 s per figure).
 """
-import os
-import time
 from multiprocessing.managers import SharedMemoryManager, dispatch
 
+import pybench  # bench/pybench.py: this script's folder is on sys.path
+
 SIZE = 4096
-MIN_MEASURE_NS = 200_000_000
-CALIBRATE_NS = 20_000_000
-
-
-def bench_scale():
-    try:
-        value = float(os.environ.get("PSHM_BENCH_SCALE", "1"))
-    except ValueError:
-        return 1.0
-    return value if value > 0 else 1.0
-
-
-def run_batch(op, count):
-    start = time.perf_counter_ns()
-    for _ in range(count):
-        op()
-    return time.perf_counter_ns() - start
-
-
-def measure(op):
-    """Warm up by doubling a batch until it lasts CALIBRATE_NS, then time
-    one batch long enough for the measuring time; ns per op."""
-    count = 1
-    while run_batch(op, count) < CALIBRATE_NS:
-        count *= 2
-    per_op = CALIBRATE_NS / count
-    n = int(MIN_MEASURE_NS * bench_scale() / per_op) + 1
-    return run_batch(op, n) / n
 
 
 def main():
@@ -63,12 +35,12 @@ def main():
             with smm._Client(smm._address, authkey=smm._authkey) as conn:
                 dispatch(conn, None, "release_segment", (shm.name,))
 
-        ns = measure(cycle)
+        ns = pybench.measure_op(cycle)
         with smm._Client(smm._address, authkey=smm._authkey) as conn:
             left = dispatch(conn, None, "list_segments")
         if left:
             raise SystemExit("py_manager: blocks left behind: %r" % (left,))
-    print(f"BENCH manager.block_create cpython {ns:.1f}", flush=True)
+    pybench.report("manager.block_create", "cpython", ns)
 
 
 if __name__ == "__main__":
