@@ -1,6 +1,7 @@
 /* support.c — see support.h. */
 #include "support.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <poll.h>
 #include <signal.h>
@@ -139,4 +140,34 @@ int t_wait(pid_t pid, double seconds)
         }
         usleep(2000);
     }
+}
+
+pid_t t_find_child(const char *comm)
+{
+    DIR *d = opendir("/proc");
+    if (d == NULL)
+        return -1;
+    pid_t found = -1;
+    struct dirent *de;
+    while (found < 0 && (de = readdir(d)) != NULL) {
+        char path[300], buf[512];
+        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        size_t n = fread(buf, 1, sizeof buf - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        /* "PID (COMM) STATE PPID ...": COMM may hold ')', so the last one ends it. */
+        char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
+        int ppid;
+        if (lp == NULL || rp == NULL || rp < lp ||
+            sscanf(rp + 1, " %*c %d", &ppid) != 1 || ppid != getpid())
+            continue;
+        *rp = '\0';
+        if (strcmp(lp + 1, comm) == 0)
+            found = atoi(buf);
+    }
+    closedir(d);
+    return found;
 }

@@ -1,4 +1,5 @@
-/* support.h — small helpers shared by the Criterion suites. */
+/* support.h — small helpers shared by the Criterion suites and the helper
+ * programs in tests/helpers/ (no Criterion in here). */
 #ifndef PSHM_TEST_SUPPORT_H
 #define PSHM_TEST_SUPPORT_H
 
@@ -33,5 +34,9 @@ bool t_read_line(int fd, char *buf, size_t cap, double seconds);
 
 /* waitpid with a timeout in seconds; returns the raw status or -1. */
 int t_wait(pid_t pid, double seconds);
+
+/* The pid of a child of this process whose name (comm, as /proc/PID/stat
+ * gives it, e.g. "pshm-tracker") is `comm`, or -1 if there is none. */
+pid_t t_find_child(const char *comm);
 
 #endif

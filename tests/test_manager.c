@@ -11,7 +11,6 @@
 #include "pshm.h"
 
 #include <criterion/criterion.h>
-#include <dirent.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -70,32 +69,6 @@ static bool run_rogue(const char *mode, const char *address)
     int st = t_wait(pid, 60);
     cr_log_info("rogue %s: %s", mode, line);
     return got && strncmp(line, "ok:", 3) == 0 && WIFEXITED(st) && WEXITSTATUS(st) == 0;
-}
-
-/* The pid of our child process named pshm-manager (the server we started). */
-static pid_t find_server_pid(void)
-{
-    DIR *d = opendir("/proc");
-    cr_assert_not_null(d);
-    pid_t found = -1;
-    struct dirent *de;
-    while (found < 0 && (de = readdir(d)) != NULL) {
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        int pid, ppid;
-        char comm[64], state;
-        if (sscanf(buf, "%d (%63[^)]) %c %d", &pid, comm, &state, &ppid) == 4 &&
-            ppid == getpid() && strcmp(comm, "pshm-manager") == 0)
-            found = pid;
-    }
-    closedir(d);
-    return found;
 }
 
 /* ---- basics on both address kinds ------------------------------------- */
@@ -609,7 +582,7 @@ Test(manager, server_killed_tracker_cleans_up)
         pshm_block_free(dropped[i]);
     }
     snprintf(held_name, sizeof held_name, "%s", pshm_block_name(held));
-    pid_t server = find_server_pid();
+    pid_t server = t_find_child("pshm-manager"); /* the server we started */
     cr_assert_gt(server, 0, "no pshm-manager child found");
     cr_assert_eq(kill(server, SIGKILL), 0);
     /* Nobody holds these: the server's tracker removes them. */

@@ -18,8 +18,8 @@
  * crash, so only the tracker can clean up.
  */
 #include "pshm.h"
+#include "support.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -135,38 +135,13 @@ static void threads(const char *prefix, int n)
         pthread_join(t[i], NULL);
 }
 
-/* As subreaper we adopt the orphaned tracker, so it is findable as our child. */
-static pid_t find_tracker_child(void)
-{
-    DIR *d = opendir("/proc");
-    pid_t found = -1;
-    struct dirent *de;
-    while (d && (de = readdir(d)) != NULL) {
-        char path[300], buf[512];
-        snprintf(path, sizeof path, "/proc/%s/stat", de->d_name);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t n = fread(buf, 1, sizeof buf - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        char *rp = strrchr(buf, ')');
-        int ppid = 0;
-        if (strstr(buf, "(pshm-tracker)") && rp && sscanf(rp + 2, "%*c %d", &ppid) == 1 &&
-            ppid == getpid())
-            found = atoi(de->d_name);
-    }
-    if (d)
-        closedir(d);
-    return found;
-}
-
 static void restart(const char *a, const char *b)
 {
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
     create_or_die(a, 4096, 0);
+    /* As subreaper we adopt the orphaned tracker, so it is findable as our child. */
     pid_t t = -1;
-    for (int i = 0; i < 100 && (t = find_tracker_child()) < 0; i++)
+    for (int i = 0; i < 100 && (t = t_find_child("pshm-tracker")) < 0; i++)
         usleep(10000);
     if (t < 0)
         die("no tracker found");
