@@ -500,7 +500,13 @@ static int copy_names(const proto_response *resp, char ***names, size_t *count)
     if (copy == NULL)
         return err_set(PSHM_ELIMIT, "names: out of memory");
     for (size_t i = 0; i < resp->count; i++) {
-        copy[i] = strndup(resp->names[i].ptr, resp->names[i].len);
+        /* Not strndup: the name is a span inside the frame, not a C string. */
+        size_t len = resp->names[i].len;
+        copy[i] = malloc(len + 1);
+        if (copy[i] != NULL) {
+            memcpy(copy[i], resp->names[i].ptr, len);
+            copy[i][len] = '\0';
+        }
         if (copy[i] == NULL) {
             pshm_names_free(copy, i);
             return err_set(PSHM_ELIMIT, "names: out of memory");
