@@ -3,7 +3,7 @@
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
-packages=(cmake make gcc clang pkg-config python3
+packages=(cmake make gcc clang libclang-rt-dev pkg-config python3
           libcriterion-dev libsodium-dev libunistring-dev
           gnuplot-nox valgrind)
 
