@@ -6,7 +6,8 @@
  * an int: 0 (or a documented non-negative value) on success, a negative
  * PSHM_E* code on failure. After a failure, pshm_last_error() gives a message
  * for the calling thread that names the call and the block or address
- * involved, e.g.  attach "psm_1a2b3c4d": no such shared memory block
+ * involved, and the system call where one failed, e.g.
+ *     attach "psm_1a2b3c4d": shm_open: no such shared memory block
  *
  * Thread safety: every function may be called from any thread. A handle
  * (pshm_block, pshm_list, pshm_manager) may be read from several threads at
@@ -53,7 +54,8 @@ typedef enum pshm_error {
     PSHM_EEXIST = -17,   /* a block with that name already exists */
     PSHM_EINVAL = -22,   /* an argument is invalid (NULL, bad flags, ...) */
 
-    PSHM_EBADNAME = -1001,  /* name empty, too long, or holds NUL or '/' */
+    PSHM_EBADNAME = -1001,  /* name empty, too long, "." or "..", or holds a '/'
+                             * other than one leading '/' (which is ignored) */
     PSHM_EBADSIZE = -1002,  /* size 0 when creating, or too large */
     PSHM_ELIMIT = -1003,    /* a system limit: descriptors, memory, /dev/shm space */
     PSHM_ECLOSED = -1004,   /* the handle was closed (or the block unlinked) */
@@ -62,7 +64,8 @@ typedef enum pshm_error {
     PSHM_ECORRUPT = -1007,  /* block is not a well-formed shareable list */
     PSHM_ETYPE = -1008,     /* the item has the wrong type for the call */
     PSHM_ESYNTAX = -1009,   /* a literal could not be parsed */
-    PSHM_EAUTH = -1010,     /* manager authentication failed (wrong key) */
+    PSHM_EAUTH = -1010,     /* manager handshake refused: wrong key, or the
+                             * server refused it (e.g. protocol version) */
     PSHM_EPROTO = -1011,    /* manager protocol violation or version mismatch */
     PSHM_ECONN = -1012,     /* manager connection failed or was lost */
     PSHM_EADDR = -1013,     /* bad manager address */
@@ -283,7 +286,7 @@ PSHM_API int pshm_list_get(const pshm_list *l, int64_t index, pshm_value *out);
 /*
  * Like pshm_list_get, but str/bytes are copied into buf (cap bytes) and
  * out->u.s.ptr points at buf. A buffer too small is PSHM_ETOOBIG; the
- * length needed is then in out->u.s.len.
+ * length needed is then in out->u.s.len and out->u.s.ptr is NULL.
  */
 PSHM_API int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out,
                                 void *buf, size_t cap);
@@ -316,8 +319,11 @@ PSHM_API int pshm_list_repr(const pshm_list *l, char **out);
 
 /*
  * Atomic operations on an int item (PSHM_ETYPE otherwise). Atomic against
- * other pshm_list_add/cas calls in any process. Nothing else is atomic:
- * set and get of str/bytes may tear if processes race without a lock.
+ * other pshm_list_add/cas calls in any process. Otherwise: numbers, bool,
+ * None and each item's format are read and written as single aligned 8-byte
+ * accesses, so they never tear; str/bytes contents and a type change (format,
+ * code and data are three writes) may be seen half-done by a process reading
+ * at the same moment. Share a lock for those if processes race.
  */
 /* *old (may be NULL) receives the value before the add; wraps on overflow. */
 PSHM_API int pshm_list_add(pshm_list *l, int64_t index, int64_t delta, int64_t *old);
@@ -372,7 +378,13 @@ PSHM_API int pshm_manager_release(pshm_manager *m, const char *name);
  */
 PSHM_API int pshm_manager_shutdown(pshm_manager *m);
 
-/* Close the connection and free the handle; the server keeps running. */
+/*
+ * Close the connection and free the handle; the server keeps running. On
+ * the handle that started the server, the server still ends when this
+ * process exits (the link it watches stays open until then), and this
+ * process reaps nothing: the exited server stays a zombie until then.
+ * Use pshm_manager_shutdown to end a server you started.
+ */
 PSHM_API void pshm_manager_disconnect(pshm_manager *m);
 
 /*

@@ -274,7 +274,7 @@ static int read_welcome(pshm_manager *m, int64_t deadline, const uint8_t *ours,
         char why[PROTO_MAX_TEXT + 1];
         clean_text(why, sizeof why, w.reason);
         return err_set(PSHM_EAUTH, "connect \"%s\": authentication failed: the server refused "
-                       "the key (%s)", m->address, why);
+                       "the handshake (%s)", m->address, why);
     }
     if (!proto_mac_ok(w.mac, m->key, m->keylen, "server", ours, theirs))
         return err_set(PSHM_EAUTH, "connect \"%s\": authentication failed: the server did not "

@@ -612,10 +612,12 @@ int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out, void 
     if (rc < 0 || (out->type != PSHM_STR && out->type != PSHM_BYTES))
         return rc;
     size_t n = out->u.s.len;
-    if (n > cap)
+    if (n > cap) {
+        out->u.s.ptr = NULL; /* the length says what is needed; no view of the block */
         return err_set(PSHM_ETOOBIG, "get_copy \"%s\"[%lld]: the %zu-byte %s does not fit "
                        "the %zu-byte buffer", list_name(l), (long long)index, n,
                        type_name(out->type), cap);
+    }
     if (n > 0)
         memcpy(buf, out->u.s.ptr, n);
     /* Another process may have rewritten the item while we copied: the copy

@@ -428,7 +428,7 @@ Test(manager, wrong_key_refused_by_server)
     ok(pshm_manager_start(&m, NULL, test_key, TEST_KEYLEN), "start");
     const char *addr = pshm_manager_address(m);
     cr_assert_eq(pshm_manager_connect(&bad, addr, "wrong key", 9), PSHM_EAUTH);
-    cr_assert(strstr(pshm_last_error(), "refused the key") != NULL, "%s", pshm_last_error());
+    cr_assert(strstr(pshm_last_error(), "refused the handshake") != NULL, "%s", pshm_last_error());
     cr_assert(strstr(pshm_last_error(), addr) != NULL, "%s", pshm_last_error());
     /* Same length, one bit off. */
     char near[TEST_KEYLEN];
