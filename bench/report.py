@@ -44,6 +44,26 @@ DESCRIPTIONS = {
     "block.populate_256MiB.create_touch":
         "Create + first touch of every page of a 256 MiB block, ns per whole block: "
         "where PSHM_POPULATE moves the cost, and whether it saves any.",
+    "list.get_int":
+        "Read one int item of a 1,000-item list (pshm_list_get vs sl[i]); "
+        "int64_array: a plain int64_t array read, the floor.",
+    "list.set_int":
+        "Write one int item (pshm_list_set vs sl[i] = v); int64_array: a plain store.",
+    "list.get_str":
+        "Read one str item (pshm: zero-copy pointer and length; CPython builds a str).",
+    "list.set_str":
+        "Write one str item that fits its allocated storage.",
+    "list.create_1000":
+        "Create a 1,000-item list of ints, then close and unlink it, ns per whole list.",
+    "list.sum_1000":
+        "Sum the 1,000 int items of a list, ns per whole sum; int64_array: the same sum "
+        "over a plain array.",
+    "manager.block_create":
+        "Through a running manager: ask it for a 4096-byte block (the server creates it, "
+        "the client attaches), close the client's handle, release the block (the server "
+        "unlinks it). CPython: smm.SharedMemory(4096), close, release via the server. "
+        "pshm's server pre-makes a spare block of the last size while the client "
+        "attaches (docs/manager.md).",
     "transfer.256MiB":
         "A child writes 256 MiB, the parent reads it all and verifies a checksum; "
         "ns per whole 256 MiB transfer. pshm: a fresh block per transfer "
