@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# `cmake --install` then use the result the two documented ways: a CMake
+# project with find_package(pshm) (shared and static targets) and a plain
+# compile with `pkg-config --cflags --libs pshm`. Each program must run.
+set -euo pipefail
+src=${PSHM_SOURCE:?run through ctest}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+prefix=$work/prefix
+
+cmake -S "$src" -B "$work/build" -DCMAKE_INSTALL_PREFIX="$prefix" \
+      -DPSHM_TESTS=OFF -DPSHM_BENCH=OFF >/dev/null
+cmake --build "$work/build" -j "$(nproc)" >/dev/null
+cmake --install "$work/build" >/dev/null
+libdir=$(dirname "$(find "$prefix" -name 'libpshm.so' | head -n 1)")
+
+cmake -S "$src/tests/install" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$work/consumer" >/dev/null
+LD_LIBRARY_PATH=$libdir "$work/consumer/app" | grep -q '^made psm_'
+"$work/consumer/app_static" | grep -q '^made psm_'
+
+export PKG_CONFIG_PATH=$libdir/pkgconfig
+# shellcheck disable=SC2046
+cc "$src/tests/install/app.c" $(pkg-config --cflags --libs pshm) -o "$work/app_pc"
+LD_LIBRARY_PATH=$libdir "$work/app_pc" | grep -q '^made psm_'
+echo "install: find_package (shared, static) and pkg-config consumers ran"
+echo "3 passed, 0 failed"
