@@ -125,7 +125,6 @@ static void victim_create(struct victim *v)
     keep_block(v, b);
 }
 
-#if STRESS_HAVE_LISTS
 static void victim_list(struct victim *v)
 {
     char name[96];
@@ -157,14 +156,12 @@ static void victim_shared_list(struct victim *v)
     if (pshm_list_set(v->list, 1, pshm_int((int64_t)(rng_next(&v->rng) >> 1))) < 0)
         victim_fail("list set");
 }
-#endif
 
-#if STRESS_HAVE_MANAGER
 static void victim_manager(struct victim *v)
 {
     if (v->mgr == NULL)
         return;
-    if (STRESS_HAVE_LISTS && rng_next(&v->rng) % 3 == 0) {
+    if (rng_next(&v->rng) % 3 == 0) {
         struct checked_values cv;
         checked_values_make(&cv, rng_next(&v->rng), 0);
         pshm_list *l;
@@ -185,7 +182,6 @@ static void victim_manager(struct victim *v)
         victim_fail("manager release");
     pshm_block_free(b);
 }
-#endif
 
 static void victim_step(struct victim *v)
 {
@@ -196,19 +192,15 @@ static void victim_step(struct victim *v)
     case 1:
         dbuf_write(pshm_block_buf(v->shared), rng_next(&v->rng));
         break;
-#if STRESS_HAVE_LISTS
     case 2:
         victim_shared_list(v);
         break;
     case 3:
         victim_list(v);
         break;
-#endif
-#if STRESS_HAVE_MANAGER
     case 4:
         victim_manager(v);
         break;
-#endif
     default:
         victim_create(v);
         break;
@@ -224,17 +216,12 @@ static void victim_attach(struct victim *v, const char *shared, const char *list
         victim_fail("attach shared");
         exit(3);
     }
-#if STRESS_HAVE_LISTS
     if (strcmp(list, "-") != 0 && pshm_list_attach(&v->list, list, PSHM_UNTRACKED) < 0)
         victim_fail("attach list");
-#endif
-#if STRESS_HAVE_MANAGER
     unsigned char key[PSHM_AUTHKEY_MAX];
     size_t keylen = hex_decode(keyhex, key, sizeof key);
     if (strcmp(address, "-") != 0 && pshm_manager_connect(&v->mgr, address, key, keylen) < 0)
         victim_fail("manager connect");
-#endif
-    (void)list, (void)address, (void)keyhex;
 }
 
 /* argv: prefix lane idx seed shared-name list-name manager-address key-hex */
@@ -282,13 +269,10 @@ static int lane_setup(struct lane *L)
     snprintf(L->list_name, sizeof L->list_name, "-");
     snprintf(L->address, sizeof L->address, "-");
     snprintf(L->keyhex, sizeof L->keyhex, "-");
-#if STRESS_HAVE_LISTS
     block_name(L->list_name, sizeof L->list_name, "L%d_list", L->id);
     pshm_value init[2] = {pshm_int(0), pshm_int(0)};
     if (pshm_list_create(&L->list, L->list_name, init, 2, 0) < 0)
         fail("lane %d: create list: %s", L->id, pshm_last_error());
-#endif
-#if STRESS_HAVE_MANAGER
     if (pshm_manager_start(&L->mgr, NULL, NULL, 0) < 0) {
         fail("lane %d: start manager: %s", L->id, pshm_last_error());
         return 0;
@@ -297,7 +281,6 @@ static int lane_setup(struct lane *L)
     const void *key = pshm_manager_authkey(L->mgr, &keylen);
     snprintf(L->address, sizeof L->address, "%s", pshm_manager_address(L->mgr));
     hex_encode(key, keylen, L->keyhex);
-#endif
     return 0;
 }
 
@@ -386,7 +369,6 @@ static void check_shared(struct lane *L)
         corrupt("lane %d: shared block %s torn by a kill", L->id, L->shared_name);
 }
 
-#if STRESS_HAVE_LISTS
 static void check_list(struct lane *L)
 {
     if (L->list == NULL)
@@ -418,7 +400,6 @@ static void check_list(struct lane *L)
     pshm_list_free(fresh);
     COUNT(closes);
 }
-#endif
 
 /*
  * A block still there: verify what can be verified. A complete list must
@@ -428,7 +409,6 @@ static void check_list(struct lane *L)
  */
 static void check_named(const char *name)
 {
-#if STRESS_HAVE_LISTS
     pshm_list *l;
     if (pshm_list_attach(&l, name, PSHM_UNTRACKED) == 0) {
         COUNT(attaches);
@@ -445,7 +425,6 @@ static void check_named(const char *name)
         if (is_checked_list)
             return;
     }
-#endif
     pshm_block *b;
     if (pshm_block_attach(&b, name, PSHM_UNTRACKED | PSHM_READONLY) < 0)
         return; /* a tracker removed it meanwhile */
@@ -459,7 +438,6 @@ static void check_named(const char *name)
     pshm_block_free(b);
 }
 
-#if STRESS_HAVE_MANAGER
 /*
  * Check and release every block the manager owns. A killed victim's last
  * request may still sit in the server's socket and be served after the
@@ -498,7 +476,6 @@ static void check_manager(struct lane *L)
     }
     fail("lane %d: the manager still owns blocks after 50 rounds of releases", L->id);
 }
-#endif
 
 /*
  * Blocks the victim made that are still there (their tracker is not done
@@ -520,27 +497,19 @@ static void check_victim_leftovers(struct lane *L, int idx)
 static void check_after_kill(struct lane *L, int idx)
 {
     check_shared(L);
-#if STRESS_HAVE_LISTS
     check_list(L);
-#endif
-#if STRESS_HAVE_MANAGER
     check_manager(L);
-#endif
     check_victim_leftovers(L, idx);
 }
 
 static void lane_teardown(struct lane *L)
 {
-#if STRESS_HAVE_MANAGER
     if (L->mgr != NULL && pshm_manager_shutdown(L->mgr) < 0)
         fail("lane %d: manager shutdown: %s", L->id, pshm_last_error());
-#endif
-#if STRESS_HAVE_LISTS
     if (L->list != NULL) {
         pshm_block_unlink(pshm_list_block(L->list));
         pshm_list_free(L->list);
     }
-#endif
     check_shared(L);
     if (pshm_block_unlink(L->shared) < 0)
         fail("lane %d: unlink shared: %s", L->id, pshm_last_error());

@@ -79,14 +79,12 @@ static void fd_attach_and_list(const char *held)
     int rc = pshm_block_attach(&b, held, 0);
     check_clean_failure("attach with no descriptor left", rc, held, false, fds, handles);
     check(exists(held), "attach with no descriptor left: %s itself is untouched", held);
-#if STRESS_HAVE_LISTS
     char name[96];
     block_name(name, sizeof name, "lim_fd_list");
     pshm_value v[2] = {pshm_int(1), pshm_str("x")};
     pshm_list *l;
     rc = pshm_list_create(&l, name, v, 2, 0);
     check_clean_failure("list create with no descriptor left", rc, name, true, fds, handles);
-#endif
 }
 
 static int fd_child(void)

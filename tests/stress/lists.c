@@ -22,8 +22,6 @@ void checked_values_make(struct checked_values *cv, uint64_t seed, uint64_t vers
     cv->v[7] = pshm_none();
 }
 
-#if STRESS_HAVE_LISTS
-
 static bool item_is(const pshm_list *l, int64_t i, const pshm_value *want)
 {
     pshm_value got;
@@ -93,5 +91,3 @@ int checked_list_rewrite(pshm_list *l, uint64_t seed, uint64_t version)
     int rc2 = pshm_list_add(l, 1, 1, NULL);
     return rc < 0 ? rc : rc2;
 }
-
-#endif

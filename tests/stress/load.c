@@ -64,11 +64,9 @@ struct worker {
 };
 
 static struct slot *dir;
-#if STRESS_HAVE_MANAGER
 static const char *mgr_address;
 static const void *mgr_key;
 static size_t mgr_keylen;
-#endif
 
 static struct slot *slot_of(int proc, int i)
 {
@@ -172,7 +170,6 @@ static void read_block(struct worker *w, struct slot *s, const struct snap *sn)
     COUNT(closes);
 }
 
-#if STRESS_HAVE_LISTS
 static void read_list(struct worker *w, struct slot *s, const struct snap *sn)
 {
     pshm_list *l;
@@ -199,13 +196,6 @@ static void read_list(struct worker *w, struct slot *s, const struct snap *sn)
     pshm_list_free(l);
     COUNT(closes);
 }
-#else
-static void read_list(struct worker *w, struct slot *s, const struct snap *sn)
-{
-    (void)w, (void)s;
-    fail("list %s published without list support", sn->name);
-}
-#endif
 
 /* A retired item's name must be gone for every new attach. */
 static void probe_dead(const struct snap *sn)
@@ -249,9 +239,9 @@ static void read_random(struct worker *w)
 static int pick_kind(struct worker *w)
 {
     uint64_t r = rng_next(&w->rng) % 100;
-    if (STRESS_HAVE_MANAGER && w->mgr != NULL && r < 15)
-        return STRESS_HAVE_LISTS && r < 5 ? K_MLIST : K_MBLOCK;
-    if (STRESS_HAVE_LISTS && r < 40)
+    if (w->mgr != NULL && r < 15)
+        return r < 5 ? K_MLIST : K_MBLOCK;
+    if (r < 40)
         return K_LIST;
     return K_BLOCK;
 }
@@ -267,16 +257,12 @@ static int make_block(struct worker *w, struct owned *o, const char *name)
     size_t size = SEALED_HDR + 8 * (size_t)rng_range(&w->rng, 1, 4096);
     int rc;
     if (o->kind == K_MBLOCK) {
-#if STRESS_HAVE_MANAGER
         rc = pshm_manager_block(w->mgr, size, &o->b);
         COUNT(manager_ops);
         if (rc == 0) {
             log_manager_name(pshm_block_name(o->b));
             size = pshm_block_size(o->b);
         }
-#else
-        rc = PSHM_EINVAL;
-#endif
     } else {
         rc = pshm_block_create(&o->b, name, size, create_flags(w));
     }
@@ -290,23 +276,17 @@ static int make_list(struct worker *w, struct owned *o, const char *name)
     struct checked_values cv;
     checked_values_make(&cv, o->seed, 0);
     int rc = PSHM_EINVAL;
-#if STRESS_HAVE_LISTS
     COUNT(list_ops);
     if (o->kind == K_LIST)
         rc = pshm_list_create(&o->l, name, cv.v, CHECKED_LIST_LEN, create_flags(w));
-#if STRESS_HAVE_MANAGER
     if (o->kind == K_MLIST) {
         rc = pshm_manager_list(w->mgr, cv.v, CHECKED_LIST_LEN, &o->l);
         COUNT(manager_ops);
         if (rc == 0)
             log_manager_name(pshm_block_name(pshm_list_block(o->l)));
     }
-#endif
     if (rc == 0)
         o->b = pshm_list_block(o->l);
-#else
-    (void)w, (void)o, (void)name;
-#endif
     return rc;
 }
 
@@ -338,11 +318,9 @@ static void own_rewrite(struct worker *w, struct owned *o)
         COUNT(writes);
         return;
     }
-#if STRESS_HAVE_LISTS
     if (checked_list_rewrite(o->l, o->seed, o->version) < 0)
         fail("rewrite list %s: %s", pshm_block_name(o->b), pshm_last_error());
     COUNT(list_ops);
-#endif
     (void)w;
 }
 
@@ -356,11 +334,9 @@ static void own_check(struct owned *o, struct slot *s)
     if (!is_list(o->kind)) {
         v = sealed_verify(pshm_block_buf(o->b), pshm_block_size(o->b));
         touches = (int64_t)atomic_load(&((struct sealed_hdr *)pshm_block_buf(o->b))->touches);
-    }
-#if STRESS_HAVE_LISTS
-    else
+    } else {
         v = checked_list_verify(o->l, &touches);
-#endif
+    }
     COUNT(verifies);
     if (v != V_OK)
         corrupt("retiring %s: content does not verify", name);
@@ -377,24 +353,17 @@ static int own_remove(struct worker *w, struct owned *o)
         COUNT(unlinks);
         return pshm_block_unlink(o->b);
     }
-#if STRESS_HAVE_MANAGER
     COUNT(manager_ops);
     return pshm_manager_release(w->mgr, pshm_block_name(o->b));
-#else
-    (void)w;
-    return PSHM_EINVAL;
-#endif
 }
 
 static void own_close(struct owned *o)
 {
-#if STRESS_HAVE_LISTS
     if (o->l != NULL) {
         pshm_list_free(o->l);
         o->l = NULL;
         o->b = NULL;
     }
-#endif
     pshm_block_free(o->b);
     o->b = NULL;
     COUNT(closes);
@@ -437,22 +406,16 @@ static void worker_step(struct worker *w)
 
 static void worker_connect(struct worker *w)
 {
-#if STRESS_HAVE_MANAGER
     /* The server serves a bounded number of connections (64); leave room. */
     if (mgr_address != NULL && w->id < MANAGER_CLIENTS &&
         pshm_manager_connect(&w->mgr, mgr_address, mgr_key, mgr_keylen) < 0)
         fail("worker %d: connect to the manager: %s", w->id, pshm_last_error());
-#else
-    (void)w;
-#endif
 }
 
 static void worker_disconnect(struct worker *w)
 {
-#if STRESS_HAVE_MANAGER
     if (w->mgr != NULL)
         pshm_manager_disconnect(w->mgr);
-#endif
     w->mgr = NULL;
 }
 
@@ -480,20 +443,17 @@ static int worker_main(int id, double deadline)
 static pshm_manager *start_manager(void)
 {
     pshm_manager *m = NULL;
-#if STRESS_HAVE_MANAGER
     if (pshm_manager_start(&m, NULL, NULL, 0) < 0) {
         fail("load: start the manager: %s", pshm_last_error());
         return NULL;
     }
     mgr_address = pshm_manager_address(m);
     mgr_key = pshm_manager_authkey(m, &mgr_keylen);
-#endif
     return m;
 }
 
 static void stop_manager(pshm_manager *m)
 {
-#if STRESS_HAVE_MANAGER
     if (m == NULL)
         return;
     char **names;
@@ -507,9 +467,6 @@ static void stop_manager(pshm_manager *m)
     }
     if (pshm_manager_shutdown(m) < 0)
         fail("load: manager shutdown: %s", pshm_last_error());
-#else
-    (void)m;
-#endif
 }
 
 /* Wait for every worker; past the deadline (plus grace) kill the stragglers. */

@@ -11,25 +11,9 @@ here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/../.." && pwd)
 case "$build" in /*) ;; *) build="$root/$build" ;; esac
 
+# The build directory must be configured with PSHM_TESTS=ON (the default).
+cmake --build "$build" --target pshm_stress -j "$(nproc)"
 prog="$build/tests/stress/pshm_stress"
-if [ ! -x "$prog" ] || [ -n "$(find "$here" -newer "$prog" -name '*.[ch]' 2>/dev/null)" ]; then
-  if cmake --build "$build" --target help 2>/dev/null | grep -q pshm_stress; then
-    cmake --build "$build" --target pshm_stress -j "$(nproc)"
-  else
-    # Not a target of this build (PSHM_TESTS=OFF): build it by hand.
-    cmake --build "$build" --target pshm_static -j "$(nproc)"
-    defs=()
-    [ -f "$root/src/list.c" ] && defs+=(-DSTRESS_HAVE_LISTS=1)
-    [ -f "$root/src/client.c" ] && defs+=(-DSTRESS_HAVE_MANAGER=1)
-    if grep -q '^PSHM_SANITIZE:BOOL=ON' "$build/CMakeCache.txt" 2>/dev/null; then
-      defs+=(-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer)
-    fi
-    mkdir -p "$(dirname "$prog")"
-    ${CC:-cc} -std=c11 -D_GNU_SOURCE -Wall -Wextra -Werror -O2 -g "${defs[@]}" \
-      -I"$root/include" "$here"/*.c "$build/libpshm.a" \
-      $(pkg-config --libs libsodium) -lunistring -lpthread -lm -o "$prog"
-  fi
-fi
 
 # Every block of the run carries this prefix, so cleanup is exact even if
 # the program is killed by the time limit below.

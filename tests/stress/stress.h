@@ -25,14 +25,6 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-/* CMake defines these when src/list.c and src/client.c exist. */
-#ifndef STRESS_HAVE_LISTS
-#define STRESS_HAVE_LISTS 0
-#endif
-#ifndef STRESS_HAVE_MANAGER
-#define STRESS_HAVE_MANAGER 0
-#endif
-
 struct config {
     int procs;        /* concurrent load processes */
     int ops;          /* operations per load process */
@@ -154,10 +146,8 @@ struct checked_values {
     unsigned char bytes[24];
 };
 void checked_values_make(struct checked_values *cv, uint64_t seed, uint64_t version);
-#if STRESS_HAVE_LISTS
 enum verdict checked_list_verify(const pshm_list *l, int64_t *counter);
 int checked_list_rewrite(pshm_list *l, uint64_t seed, uint64_t version);
-#endif
 
 /* ---- the phases -------------------------------------------------------- */
 
