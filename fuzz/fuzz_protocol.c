@@ -20,11 +20,12 @@ static proto_buf wire;
 /* The payload of the single frame in `wire`. */
 static const uint8_t *wire_payload(size_t *len)
 {
+    const uint8_t *bytes = (const uint8_t *)wire.data;
     if (wire.failed || wire.len < PROTO_HEADER_LEN ||
-        proto_frame_length(wire.data) != wire.len - PROTO_HEADER_LEN)
+        proto_frame_length(bytes) != wire.len - PROTO_HEADER_LEN)
         abort();
     *len = wire.len - PROTO_HEADER_LEN;
-    return wire.data + PROTO_HEADER_LEN;
+    return bytes + PROTO_HEADER_LEN;
 }
 
 static bool same_value(const pshm_value *a, const pshm_value *b)

@@ -70,8 +70,9 @@ static int lost(pshm_manager *m, const char *what, const char *why)
     return err_set(PSHM_ECONN, "%s \"%s\": %s", what, m->address, why);
 }
 
-static int send_all(pshm_manager *m, const char *what, const uint8_t *p, size_t len)
+static int send_all(pshm_manager *m, const char *what, const void *data, size_t len)
 {
+    const char *p = data;
     while (len > 0) {
         ssize_t n = send(m->fd, p, len, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)

@@ -13,35 +13,13 @@
 
 /* ---- output buffer ----------------------------------------------------- */
 
-static bool buf_reserve(proto_buf *b, size_t extra)
-{
-    if (b->failed)
-        return false;
-    if (extra > PROTO_MAX_FRAME + PROTO_HEADER_LEN || b->len + extra < b->len) {
-        b->failed = true;
-        return false;
-    }
-    if (b->len + extra <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->len + extra)
-        cap *= 2;
-    uint8_t *data = realloc(b->data, cap);
-    if (data == NULL) {
-        b->failed = true;
-        return false;
-    }
-    b->data = data;
-    b->cap = cap;
-    return true;
-}
-
+/* A frame can never outgrow the limit: refuse before allocating for it. */
 static void put_bytes(proto_buf *b, const void *p, size_t n)
 {
-    if (n > 0 && buf_reserve(b, n)) {
-        memcpy(b->data + b->len, p, n);
-        b->len += n;
-    }
+    if (n > PROTO_MAX_FRAME + PROTO_HEADER_LEN)
+        b->failed = true;
+    else
+        sb_puts(b, p, n);
 }
 
 static void put_u8(proto_buf *b, uint8_t v)

@@ -80,14 +80,9 @@ typedef enum proto_response_kind {
     RESP_ERROR = 4
 } proto_response_kind;
 
-/* A growable output buffer; `failed` latches an allocation failure or a
- * message that would exceed PROTO_MAX_FRAME. */
-typedef struct proto_buf {
-    uint8_t *data;
-    size_t len;
-    size_t cap;
-    bool failed;
-} proto_buf;
+/* A growable output buffer: the library's strbuf (internal.h), whose
+ * `failed` here also latches a message that would exceed PROTO_MAX_FRAME. */
+typedef strbuf proto_buf;
 
 /* A decoded text or name: points into the decoded payload, not terminated. */
 typedef struct proto_text {
