@@ -87,21 +87,27 @@ int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 
     return 0;
 }
 
-/* shm_open wants the leading slash. */
+/* Where glibc's shm_open would look: the one path every call here uses. */
+typedef char shm_path_t[sizeof SHM_DIR + PSHM_NAME_MAX + 1];
+
+static const char *shm_path(shm_path_t path, const char *bare)
+{
+    memcpy(path, SHM_DIR "/", sizeof SHM_DIR);
+    memcpy(path + sizeof SHM_DIR, bare, strlen(bare) + 1);
+    return path;
+}
+
+/* shm_open(3) without the detour: the same open(2) glibc makes. */
 static int shm_open_bare(const char *bare, int oflag)
 {
-    char path[PSHM_NAME_MAX + 2];
-    path[0] = '/';
-    memcpy(path + 1, bare, strlen(bare) + 1);
-    return shm_open(path, oflag | O_CLOEXEC | O_NOFOLLOW, 0600);
+    shm_path_t path;
+    return open(shm_path(path, bare), oflag | O_CLOEXEC | O_NOFOLLOW, 0600);
 }
 
 static int shm_unlink_bare(const char *bare)
 {
-    char path[PSHM_NAME_MAX + 2];
-    path[0] = '/';
-    memcpy(path + 1, bare, strlen(bare) + 1);
-    return shm_unlink(path);
+    shm_path_t path;
+    return unlink(shm_path(path, bare));
 }
 
 /* "psm_" + 8 hex digits from a cryptographic source, as CPython makes them. */
@@ -247,11 +253,10 @@ static int link_inode(int fd, const char *path)
  */
 static int publish(pshm_block *b, bool random)
 {
-    char path[sizeof SHM_DIR + PSHM_NAME_MAX + 1];
+    shm_path_t path;
     for (int tries = 0; tries < RANDOM_NAME_TRIES; tries++) {
         tracker_register(b); /* unreachable tracker: reported, block still usable */
-        snprintf(path, sizeof path, SHM_DIR "/%s", b->name);
-        if (link_inode(b->fd, path) == 0)
+        if (link_inode(b->fd, shm_path(path, b->name)) == 0)
             return 0;
         int e = errno;
         tracker_unregister(b);
@@ -394,9 +399,8 @@ int pshm_block_close(pshm_block *b)
 static int same_block(const pshm_block *b)
 {
     struct stat st;
-    char path[sizeof SHM_DIR + PSHM_NAME_MAX + 1];
-    snprintf(path, sizeof path, SHM_DIR "/%s", b->name);
-    if (stat(path, &st) < 0)
+    shm_path_t path;
+    if (stat(shm_path(path, b->name), &st) < 0)
         return err_errno(errno, "unlink", b->name, "stat");
     if (st.st_dev != b->dev || st.st_ino != b->ino)
         return err_set(PSHM_ENOENT, "unlink \"%s\": the block was already removed; the name "
@@ -459,10 +463,9 @@ int pshm_block_stat(const char *name, pshm_block_info *info)
         return rc;
     if (info == NULL)
         return err_set(PSHM_EINVAL, "stat \"%s\": NULL info pointer", bare);
-    char path[sizeof SHM_DIR + PSHM_NAME_MAX + 1];
-    snprintf(path, sizeof path, SHM_DIR "/%s", bare);
+    shm_path_t path;
     struct stat st;
-    if (lstat(path, &st) < 0)
+    if (lstat(shm_path(path, bare), &st) < 0)
         return err_errno(errno, "stat", bare, "stat");
     if (!S_ISREG(st.st_mode))
         return err_set(PSHM_ENOENT, "stat \"%s\": %s", bare, pshm_strerror(PSHM_ENOENT));
