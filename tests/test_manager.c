@@ -11,6 +11,8 @@
 #include "pshm.h"
 
 #include <criterion/criterion.h>
+#include <libgen.h>
+#include <limits.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -582,6 +584,10 @@ Test(manager, server_killed_tracker_cleans_up)
         pshm_block_free(dropped[i]);
     }
     snprintf(held_name, sizeof held_name, "%s", pshm_block_name(held));
+    /* A killed server cannot remove its socket and directory: we do. */
+    char sock[PATH_MAX];
+    cr_assert_eq(strncmp(pshm_manager_address(m), "unix:", 5), 0);
+    snprintf(sock, sizeof sock, "%s", pshm_manager_address(m) + 5);
     pid_t server = t_find_child("pshm-manager"); /* the server we started */
     cr_assert_gt(server, 0, "no pshm-manager child found");
     cr_assert_eq(kill(server, SIGKILL), 0);
@@ -595,6 +601,8 @@ Test(manager, server_killed_tracker_cleans_up)
     cr_assert(t_wait_gone(held_name, GONE_WITHIN), "%s outlived its last user", held_name);
     /* The dead server's handle reports a lost connection, and is freed. */
     cr_assert_eq(pshm_manager_shutdown(m), PSHM_ECONN, "%s", pshm_last_error());
+    cr_assert_eq(unlink(sock), 0, "the killed server's socket %s", sock);
+    cr_assert_eq(rmdir(dirname(sock)), 0, "its directory");
 }
 
 static void serve_ready(const char *address, void *arg)
