@@ -373,10 +373,19 @@ static void do_names(struct server *s, struct client *c)
         proto_put_error(&c->out, PSHM_ELIMIT, "names: out of memory");
 }
 
+/* How messages name a client: by its connection number. */
+typedef char peer_name_t[32];
+
+static const char *peer_name(peer_name_t out, const struct client *c)
+{
+    snprintf(out, sizeof(peer_name_t), "connection %u", c->serial);
+    return out;
+}
+
 static void do_request(struct server *s, struct client *c, const uint8_t *p, size_t len)
 {
-    char peer[48];
-    snprintf(peer, sizeof peer, "connection %u", c->serial);
+    peer_name_t peer;
+    peer_name(peer, c);
     proto_request req;
     if (proto_get_request(p, len, &req, peer) < 0) {
         client_refuse(s, c, PSHM_EPROTO, pshm_last_error());
@@ -401,8 +410,8 @@ static void do_request(struct server *s, struct client *c, const uint8_t *p, siz
 
 static void do_auth(struct server *s, struct client *c, const uint8_t *p, size_t len)
 {
-    char peer[48];
-    snprintf(peer, sizeof peer, "connection %u", c->serial);
+    peer_name_t peer;
+    peer_name(peer, c);
     proto_auth auth;
     if (proto_get_auth(p, len, &auth, peer) < 0) {
         client_refuse(s, c, PSHM_EPROTO, pshm_last_error());
