@@ -42,8 +42,10 @@ pshm_block *open_handles(void)
 
 void drop_inherited_blocks(void)
 {
-    for (pshm_block *b = open_head; b != NULL; b = b->open_next)
+    for (pshm_block *b = open_head; b != NULL; b = b->open_next) {
         munmap(b->buf, b->size);
+        close(b->fd); /* may sit on 0-2, where no blanket close reaches */
+    }
     open_head = NULL;
 }
 
@@ -144,7 +146,8 @@ static int size_new_block(pshm_block *b, size_t size)
     if (size > (size_t)INT64_MAX)
         return err_set(PSHM_EBADSIZE, "create \"%s\": size %zu is too large", b->name, size);
     struct statvfs vfs;
-    if (size >= SPACE_CHECK_MIN && fstatvfs(b->fd, &vfs) == 0 && vfs.f_bavail != 0 &&
+    /* f_blocks == 0: a tmpfs without a size limit, where nothing can be said. */
+    if (size >= SPACE_CHECK_MIN && fstatvfs(b->fd, &vfs) == 0 && vfs.f_blocks != 0 &&
         size / vfs.f_frsize >= (size_t)vfs.f_bavail)
         return err_set(PSHM_ELIMIT, "create \"%s\": %zu bytes do not fit in the %llu bytes "
                        "free in " SHM_DIR, b->name, size,
@@ -484,8 +487,9 @@ int pshm_block_foreach(int (*fn)(const pshm_block_info *info, void *arg), void *
     struct dirent *de;
     while (rc == 0 && (de = readdir(dir)) != NULL) {
         struct stat st;
-        if (de->d_name[0] == '.' || fstatat(dirfd(dir), de->d_name, &st,
-                                            AT_SYMLINK_NOFOLLOW) < 0 || !S_ISREG(st.st_mode))
+        if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+            fstatat(dirfd(dir), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 ||
+            !S_ISREG(st.st_mode))
             continue;
         pshm_block_info info;
         fill_info(&info, de->d_name, &st);

@@ -400,8 +400,13 @@ static int call(pshm_manager *m, const char *what, proto_response *resp)
     int rc = send_out(m, what);
     if (rc == 0)
         rc = recv_frame(m, what, PROTO_MAX_FRAME, &p, &len, -1);
-    if (rc == 0 && (rc = proto_get_response(p, len, resp, what)) < 0)
-        lost(m, what, "");
+    if (rc == 0 && (rc = proto_get_response(p, len, resp, what)) < 0) {
+        /* The decoder's message says what was wrong; keep it. */
+        char why[256];
+        snprintf(why, sizeof why, "%s", pshm_last_error());
+        lost(m, what, why);
+        return err_set(rc, "%s", why);
+    }
     if (rc < 0)
         return rc;
     if (resp->kind == RESP_ERROR) {
@@ -469,10 +474,11 @@ int pshm_manager_list(pshm_manager *m, const pshm_value *values, size_t n, pshm_
     if (m == NULL || out == NULL || (values == NULL && n > 0))
         return err_set(PSHM_EINVAL, "list: NULL manager, values or handle pointer");
     *out = NULL;
-    for (size_t i = 0; i < n; i++)
-        if ((unsigned)values[i].type > PSHM_BYTES)
-            return err_set(PSHM_EINVAL, "list \"%s\": item %zu has no valid type", m->address,
-                           i);
+    for (size_t i = 0; i < n; i++) {
+        int rc = value_check(&values[i], "list", m->address, (int64_t)i);
+        if (rc < 0)
+            return rc;
+    }
     if (n > PROTO_MAX_ITEMS)
         return err_set(PSHM_ETOOBIG, "list \"%s\": %zu items; a manager list holds at most %u",
                        m->address, n, PROTO_MAX_ITEMS);

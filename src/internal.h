@@ -63,7 +63,8 @@ int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 
 void global_lock(void);
 void global_unlock(void);
 pshm_block *open_handles(void);
-/* In a child the library forked: unmap every inherited block (signal-safe). */
+/* In a child the library forked: unmap and close every inherited block
+ * (signal-safe). */
 void drop_inherited_blocks(void);
 
 /* ---- tracker.c --------------------------------------------------------- */
@@ -95,6 +96,12 @@ void sb_puts(strbuf *sb, const char *s, size_t n);
 void sb_printf(strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Hand over the NUL-terminated text (or PSHM_ELIMIT if an allocation failed). */
 int sb_finish(strbuf *sb, char **out, const char *what);
+
+/*
+ * Check a value a caller hands in: a known type, no NULL pointer with a
+ * length, valid UTF-8 for str. Messages read "<what> "<name>"[<index>]: ...".
+ */
+int value_check(const pshm_value *v, const char *what, const char *name, int64_t index);
 
 /* Append Python's repr() of v. */
 int value_repr_into(strbuf *sb, const pshm_value *v);

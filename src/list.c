@@ -295,32 +295,6 @@ HOT int read_item(const pshm_list *l, const char *what, int64_t index, const ite
     return 0;
 }
 
-/* Check a value given to create or set: a known type, str valid UTF-8. */
-static int check_value(const pshm_value *v, const char *what, const char *name, int64_t index)
-{
-    switch (v->type) {
-    case PSHM_NONE:
-    case PSHM_INT:
-    case PSHM_FLOAT:
-    case PSHM_BOOL:
-        return 0;
-    case PSHM_STR:
-    case PSHM_BYTES:
-        break;
-    default:
-        return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: unknown value type %d", what, name,
-                       (long long)index, (int)v->type);
-    }
-    if (v->u.s.ptr == NULL && v->u.s.len > 0)
-        return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: NULL pointer for %zu bytes", what, name,
-                       (long long)index, v->u.s.len);
-    if (v->type == PSHM_STR && v->u.s.len > 0 &&
-        u8_check((const uint8_t *)v->u.s.ptr, v->u.s.len) != NULL)
-        return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: str value is not valid UTF-8", what,
-                       name, (long long)index);
-    return 0;
-}
-
 static const char *type_name(pshm_type t)
 {
     static const char *const names[] = {"None", "int", "float", "bool", "str", "bytes"};
@@ -391,7 +365,7 @@ static int plan_layout(const char *name, const pshm_value *values, size_t n,
 {
     offsets[0] = 0;
     for (size_t i = 0; i < n; i++) {
-        int rc = check_value(&values[i], "create", name, (int64_t)i);
+        int rc = value_check(&values[i], "create", name, (int64_t)i);
         if (rc < 0)
             return rc;
         bool sized = values[i].type == PSHM_STR || values[i].type == PSHM_BYTES;
@@ -717,7 +691,7 @@ int pshm_list_set(pshm_list *l, int64_t index, pshm_value v)
 {
     if (l == NULL)
         return err_set(PSHM_EINVAL, "set [%lld]: NULL list", (long long)index);
-    int rc = check_value(&v, "set", list_name(l), index);
+    int rc = value_check(&v, "set", list_name(l), index);
     if (rc < 0 || (rc = check_writable(l, "set", index)) < 0)
         return rc;
     pthread_mutex_lock(&l->write_lock);

@@ -121,10 +121,17 @@ static int owned_add(owned_table *t, pshm_block *b)
     if ((t->used + 1) * 2 > t->cap && !owned_rehash(t))
         return err_set(PSHM_ELIMIT, "manager: out of memory recording block \"%s\"", b->name);
     pshm_block **slot = owned_slot(t, b->name, true);
-    if (*slot == NULL)
+    if (*slot == NULL) {
         t->used++;
+        t->live++;
+    } else if (*slot == TOMBSTONE) {
+        t->live++;
+    } else {
+        /* The same name, live: a client unlinked our old block itself and
+         * the name came round again. The new block replaces the stale one. */
+        pshm_block_free(*slot);
+    }
     *slot = b;
-    t->live++;
     return 0;
 }
 

@@ -82,6 +82,7 @@ static int start_tracker(void)
          * the tracker is orphaned and adopted by init. */
         pid_t t = raw_clone(SIGCHLD);
         if (t == 0) {
+            close(sv[0]); /* the library's end: holding it, we'd never see EOF */
             drop_inherited_blocks();
             tracker_main(sv[1]);
         }
@@ -385,17 +386,24 @@ static void become_daemon(int sock)
 {
     if (sock != 3) {
         dup2(sock, 3);
-        sock = 3;
+        close(sock); /* it may sit on 0-2 if the caller had closed them */
     }
     int devnull = open("/dev/null", O_RDWR);
     if (devnull >= 0) {
         dup2(devnull, STDIN_FILENO);
         dup2(devnull, STDOUT_FILENO);
+        if (devnull > 3)
+            close(devnull);
     }
-    syscall(SYS_close_range, 4u, ~0u, 0u);
+    if (syscall(SYS_close_range, 4u, ~0u, 0u) < 0) /* before Linux 5.9 */
+        for (int fd = 4; fd < 65536; fd++)
+            close(fd);
     setsid();
     if (chdir("/") < 0) { /* nothing depends on the directory */ }
-    struct sigaction ign = {.sa_handler = SIG_IGN};
+    /* The caller's handlers are not ours: defaults, but for what we ignore. */
+    struct sigaction dfl = {.sa_handler = SIG_DFL}, ign = {.sa_handler = SIG_IGN};
+    for (int sig = 1; sig < NSIG; sig++)
+        sigaction(sig, &dfl, NULL);
     sigaction(SIGINT, &ign, NULL);
     sigaction(SIGHUP, &ign, NULL);
     sigaction(SIGPIPE, &ign, NULL);
@@ -423,7 +431,8 @@ static int receive(struct tracker_msg *m, bool wait)
         m->name[PSHM_NAME_MAX] = '\0';
         /* Only our own library writes here, but a path never leaves SHM_DIR. */
         if ((size_t)n <= offsetof(struct tracker_msg, name) || m->name[0] == '\0' ||
-            m->name[0] == '.' || strchr(m->name, '/') != NULL)
+            strcmp(m->name, ".") == 0 || strcmp(m->name, "..") == 0 ||
+            strchr(m->name, '/') != NULL)
             continue;
         return 1;
     }

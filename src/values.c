@@ -1063,3 +1063,29 @@ void pshm_value_free(pshm_value *v)
         free((void *)v->u.s.ptr);
     *v = pshm_none();
 }
+
+/* See internal.h: used by lists and the manager client alike. */
+int value_check(const pshm_value *v, const char *what, const char *name, int64_t index)
+{
+    switch (v->type) {
+    case PSHM_NONE:
+    case PSHM_INT:
+    case PSHM_FLOAT:
+    case PSHM_BOOL:
+        return 0;
+    case PSHM_STR:
+    case PSHM_BYTES:
+        break;
+    default:
+        return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: unknown value type %d", what, name,
+                       (long long)index, (int)v->type);
+    }
+    if (v->u.s.ptr == NULL && v->u.s.len > 0)
+        return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: NULL pointer for %zu bytes", what, name,
+                       (long long)index, v->u.s.len);
+    if (v->type == PSHM_STR && v->u.s.len > 0 &&
+        u8_check((const uint8_t *)v->u.s.ptr, v->u.s.len) != NULL)
+        return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: str value is not valid UTF-8", what,
+                       name, (long long)index);
+    return 0;
+}

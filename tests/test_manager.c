@@ -571,6 +571,26 @@ Test(manager, starter_killed_server_cleans_up)
     cr_assert_neq(stat(path, &st), 0, "the server of a dead starter is still listening");
 }
 
+/* Values are checked before anything is sent, as pshm_list_create does. */
+Test(manager, list_refuses_bad_values_locally)
+{
+    pshm_manager *m;
+    ok(pshm_manager_start(&m, NULL, NULL, 0), "start");
+    pshm_value bad[2] = {pshm_int(1), pshm_strn(NULL, 5)};
+    pshm_list *l = NULL;
+    cr_assert_eq(pshm_manager_list(m, bad, 2, &l), PSHM_EINVAL);
+    cr_assert(strstr(pshm_last_error(), "NULL pointer") != NULL, "%s", pshm_last_error());
+    bad[1] = pshm_strn("\xff\xfe", 2);
+    cr_assert_eq(pshm_manager_list(m, bad, 2, &l), PSHM_EINVAL);
+    cr_assert(strstr(pshm_last_error(), "UTF-8") != NULL, "%s", pshm_last_error());
+    size_t count = 99;
+    char **names;
+    ok(pshm_manager_names(m, &names, &count), "names");
+    cr_assert_eq(count, 0, "nothing was created");
+    pshm_names_free(names, count);
+    ok(pshm_manager_shutdown(m), "shutdown");
+}
+
 Test(manager, server_killed_tracker_cleans_up)
 {
     pshm_manager *m;

@@ -107,6 +107,46 @@ Test(tracker, sigkill_leaves_nothing_and_says_so)
     unlink(p.err);
 }
 
+/* A name starting with '.' is a block name like any other. */
+Test(tracker, dot_names_are_tracked_too)
+{
+    char name[64];
+    t_name(name + 1, sizeof name - 1, "dot");
+    name[0] = '.';
+    struct probe p;
+    probe_start(&p, "create", name, NULL, NULL);
+    probe_end(&p, SIGKILL);
+    cr_assert(t_wait_gone(name, GONE_WITHIN), "%s survived its creator's SIGKILL", name);
+    unlink(p.err);
+}
+
+/* The caller's stderr closed: the library's socket or a block's descriptor
+ * can then sit on fd 2, and the tracker must not keep either. */
+Test(tracker, caller_without_stderr)
+{
+    char name[64];
+    make_block(name, sizeof name, "nostderr");
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], STDOUT_FILENO);
+        close(fds[0]);
+        close(fds[1]);
+        close(STDERR_FILENO);
+        const char *prog = t_env("PSHM_HELPER_tracker_probe");
+        execl(prog, prog, "create", name, (char *)NULL);
+        _exit(127);
+    }
+    close(fds[1]);
+    char line[64];
+    cr_assert(t_read_line(fds[0], line, sizeof line, 30), "probe did not get ready");
+    kill(pid, SIGKILL);
+    t_wait(pid, 10);
+    close(fds[0]);
+    cr_assert(t_wait_gone(name, GONE_WITHIN), "%s leaked when the caller had no stderr", name);
+}
+
 Test(tracker, untracked_block_is_left_alone)
 {
     char name[64];
