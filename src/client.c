@@ -405,7 +405,7 @@ static int call(pshm_manager *m, const char *what, proto_response *resp)
         char why[256];
         snprintf(why, sizeof why, "%s", pshm_last_error());
         lost(m, what, why);
-        return err_set(rc, "%s", why);
+        return err_set(rc, "%s \"%s\": %s", what, m->address, why);
     }
     if (rc < 0)
         return rc;

@@ -480,6 +480,36 @@ Test(manager, fake_server_refused_by_client)
     rmdir(dir);
 }
 
+/* A malformed reply: a protocol error whose message says what was wrong. */
+Test(manager, malformed_reply_is_a_protocol_error)
+{
+    char dir[] = "/tmp/pshm_fake_XXXXXX", addr[128];
+    cr_assert_not_null(mkdtemp(dir));
+    snprintf(addr, sizeof addr, "unix:%s/sock", dir);
+    char *argv[] = {(char *)t_env("PSHM_HELPER_manager_rogue"), "bad-reply", addr,
+                    (char *)key_hex, NULL};
+    int out;
+    pid_t pid = t_spawn(argv, &out);
+    char line[256];
+    cr_assert(t_read_line(out, line, sizeof line, 30) && strcmp(line, "ready") == 0);
+    pshm_manager *m;
+    ok(pshm_manager_connect(&m, addr, test_key, TEST_KEYLEN), "connect");
+    char **names;
+    size_t count;
+    cr_assert_eq(pshm_manager_names(m, &names, &count), PSHM_EPROTO, "%s", pshm_last_error());
+    const char *msg = pshm_last_error();
+    cr_assert(strstr(msg, addr) != NULL, "%s", msg);
+    cr_assert(strlen(strstr(msg, addr)) > strlen(addr) + 4, "the reason was lost: %s", msg);
+    cr_assert_eq(pshm_manager_names(m, &names, &count), PSHM_ECONN, "the connection is gone");
+    pshm_manager_disconnect(m);
+    cr_assert(t_read_line(out, line, sizeof line, 30), "fake server said nothing");
+    cr_assert(strncmp(line, "ok:", 3) == 0, "fake server: %s", line);
+    int st = t_wait(pid, 30);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(out);
+    rmdir(dir);
+}
+
 /* ---- misbehaving clients: dropped, and the server serves the others ----- */
 
 static void rogue_then_serve(const char *mode)

@@ -15,6 +15,9 @@
  * Server mode:
  *   fake-server ADDRESS   listen on unix:PATH, greet, then answer any
  *               authentication with OK and a MAC made without the key.
+ *   bad-reply ADDRESS KEYHEX   listen, authenticate properly with the key,
+ *               then answer the first request with a reply of an unknown
+ *               kind: the client must report a protocol error and hang up.
  * Prints "ok: ..." and exits 0 if the peer behaved; else "FAIL: ..." and 1.
  * Uses the library's own encoders (linked statically) to speak the wire.
  */
@@ -209,6 +212,55 @@ static int client_mode(const char *mode, const char *address, const uint8_t *key
     return fail("unknown mode");
 }
 
+/* Listen on unix:PATH, accept one client, greet it; its AUTH frame in buf. */
+static int accept_and_greet(const char *address, uint8_t challenge[PROTO_CHALLENGE_LEN],
+                            uint8_t *buf, size_t cap, ssize_t *auth_len)
+{
+    proto_addr a;
+    if (proto_addr_parse("rogue", address, &a) < 0)
+        return -1;
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, a.path, strlen(a.path) + 1);
+    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
+    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sun, sizeof sun) < 0 || listen(lfd, 4) < 0)
+        return -1;
+    printf("ready\n");
+    fflush(stdout);
+    int fd = accept(lfd, NULL, NULL);
+    unlink(a.path);
+    close(lfd);
+    if (fd < 0)
+        return -1;
+    randombytes_buf(challenge, PROTO_CHALLENGE_LEN);
+    proto_put_hello(&wire, HELLO_READY, challenge, NULL);
+    if (!send_wire(fd) || (*auth_len = read_frame(fd, buf, cap)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int bad_reply_server(const char *address, const uint8_t *key, size_t keylen)
+{
+    uint8_t challenge[PROTO_CHALLENGE_LEN], mac[PROTO_MAC_LEN], buf[PROTO_MAX_HANDSHAKE];
+    ssize_t len;
+    int fd = accept_and_greet(address, challenge, buf, sizeof buf, &len);
+    proto_auth auth;
+    if (fd < 0 || proto_get_auth(buf, (size_t)len, &auth, "rogue") < 0)
+        return fail("handshake");
+    proto_mac(mac, key, keylen, "server", auth.challenge, challenge);
+    proto_put_welcome(&wire, WELCOME_OK, mac, NULL);
+    if (!send_wire(fd) || read_frame(fd, buf, sizeof buf) < 0)
+        return fail("first request");
+    const uint8_t reply[PROTO_HEADER_LEN + 1] = {1, 0, 0, 0, 0xEE}; /* kind 0xEE */
+    if (send(fd, reply, sizeof reply, MSG_NOSIGNAL) != (ssize_t)sizeof reply)
+        return fail("send reply");
+    if (!closed_by_peer(fd))
+        return fail("the client kept the connection after a malformed reply");
+    printf("ok: bad-reply: the client hung up\n");
+    return 0;
+}
+
 static int fake_server(const char *address)
 {
     proto_addr a;
@@ -251,5 +303,7 @@ int main(int argc, char **argv)
         return fake_server(argv[2]);
     uint8_t key[PSHM_AUTHKEY_MAX];
     size_t keylen = argc > 3 ? unhex(argv[3], key, sizeof key) : 0;
+    if (strcmp(argv[1], "bad-reply") == 0)
+        return bad_reply_server(argv[2], key, keylen);
     return client_mode(argv[1], argv[2], key, keylen);
 }
