@@ -67,6 +67,16 @@ pshm_block *open_handles(void);
  * (signal-safe). */
 void drop_inherited_blocks(void);
 
+/* FNV-1a of a block name, for the hash tables of the tracker and the
+ * manager server. Pure, so safe in the tracker process. */
+static inline uint64_t name_hash(const char *s)
+{
+    uint64_t h = 1469598103934665603ull;
+    for (; *s; s++)
+        h = (h ^ (uint8_t)*s) * 1099511628211ull;
+    return h;
+}
+
 /* ---- tracker.c --------------------------------------------------------- */
 
 /*

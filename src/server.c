@@ -66,14 +66,6 @@ typedef struct owned_table {
     size_t live;
 } owned_table;
 
-static size_t name_hash(const char *s)
-{
-    size_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
 /* The slot holding `name`, or (for_insert) where it would go. */
 static pshm_block **owned_slot(owned_table *t, const char *name, bool for_insert)
 {
@@ -197,13 +189,6 @@ struct server {
     struct client clients[MAX_CLIENTS];
 };
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void client_drop(struct client *c, const char *why)
 {
     if (why != NULL)
@@ -224,7 +209,7 @@ static void client_refuse(struct server *s, struct client *c, int code, const ch
         proto_put_error(&c->out, code, why);
     fprintf(stderr, "pshm manager: refusing connection %u: %s\n", c->serial, why);
     c->closing = true;
-    c->deadline = now_ms() + s->handshake_ms;
+    c->deadline = proto_now_ms() + s->handshake_ms;
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -617,7 +602,7 @@ static void accept_clients(struct server *s)
         c->fd = fd;
         c->state = CLIENT_HANDSHAKE;
         c->serial = ++s->next_serial;
-        c->deadline = now_ms() + s->handshake_ms;
+        c->deadline = proto_now_ms() + s->handshake_ms;
         randombytes_buf(c->challenge, sizeof c->challenge);
         if (!proto_put_hello(&c->out, HELLO_READY, c->challenge, NULL))
             client_drop(c, "out of memory");
@@ -798,7 +783,7 @@ static void fill_pollfds(const struct server *s, struct pollfd *pfd)
 
 static void expire_deadlines(struct server *s)
 {
-    int64_t now = now_ms();
+    int64_t now = proto_now_ms();
     for (size_t i = 0; i < MAX_CLIENTS; i++) {
         struct client *c = &s->clients[i];
         if (c->state == CLIENT_FREE || c->deadline == 0 || c->deadline > now)
@@ -808,13 +793,6 @@ static void expire_deadlines(struct server *s)
         else
             client_drop(c, "no authentication within the handshake timeout");
     }
-}
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /*
@@ -830,13 +808,13 @@ static int64_t now_us(void)
  */
 static int wait_events(struct server *s, struct pollfd *pfd, bool just_served)
 {
-    int64_t spin_end = just_served ? now_us() + SPIN_US : 0;
+    int64_t spin_end = just_served ? proto_now_us() + SPIN_US : 0;
     for (;;) {
         int n = poll(pfd, FIXED_COUNT + MAX_CLIENTS, 0);
-        if (n == 0 && now_us() < spin_end)
+        if (n == 0 && proto_now_us() < spin_end)
             sched_yield();
-        if (n != 0 || now_us() >= spin_end)
-            return n != 0 ? n : poll(pfd, FIXED_COUNT + MAX_CLIENTS, poll_timeout(s, now_ms()));
+        if (n != 0 || proto_now_us() >= spin_end)
+            return n != 0 ? n : poll(pfd, FIXED_COUNT + MAX_CLIENTS, poll_timeout(s, proto_now_ms()));
     }
 }
 
@@ -875,13 +853,13 @@ static int serve_loop(struct server *s)
 /* Give queued replies (SHUTDOWN's OK) a short while to leave, then close. */
 static void close_all_clients(struct server *s)
 {
-    int64_t end = now_ms() + EXIT_FLUSH_MS;
+    int64_t end = proto_now_ms() + EXIT_FLUSH_MS;
     for (size_t i = 0; i < MAX_CLIENTS; i++) {
         struct client *c = &s->clients[i];
-        while (c->state != CLIENT_FREE && c->out.len > 0 && now_ms() < end) {
+        while (c->state != CLIENT_FREE && c->out.len > 0 && proto_now_ms() < end) {
             c->closing = true;
             struct pollfd p = {c->fd, POLLOUT, 0};
-            if (poll(&p, 1, (int)(end - now_ms())) > 0)
+            if (poll(&p, 1, (int)(end - proto_now_ms())) > 0)
                 client_flush(c);
         }
         if (c->state != CLIENT_FREE)

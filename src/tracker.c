@@ -178,14 +178,6 @@ struct table {
     size_t used; /* SLOT_USED + SLOT_DELETED, to keep probes short */
 };
 
-static uint64_t hash_name(const char *s)
-{
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (; *s; s++)
-        h = (h ^ (uint8_t)*s) * 1099511628211ull;
-    return h;
-}
-
 /* Records are keyed by name and identity: the same name may stand for an
  * old block and a new one, and only the exact pair is ever forgotten. */
 static struct record *table_find(struct table *t, const struct record *key, bool for_insert)
@@ -193,7 +185,7 @@ static struct record *table_find(struct table *t, const struct record *key, bool
     const char *name = key->name;
     size_t mask = t->cap - 1;
     struct record *tomb = NULL;
-    for (size_t i = hash_name(name) & mask;; i = (i + 1) & mask) {
+    for (size_t i = name_hash(name) & mask;; i = (i + 1) & mask) {
         struct record *r = &t->slots[i];
         if (r->state == SLOT_EMPTY)
             return for_insert ? (tomb ? tomb : r) : NULL;
