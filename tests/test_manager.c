@@ -458,56 +458,65 @@ Test(manager, long_keys)
     pshm_manager_disconnect(m);
 }
 
+/* A fake server from manager_rogue in MODE, listening in a fresh directory. */
+struct fake_server {
+    char dir[32];
+    char addr[128];
+    pid_t pid;
+    int out;
+};
+
+static void fake_start(struct fake_server *f, const char *mode)
+{
+    snprintf(f->dir, sizeof f->dir, "/tmp/pshm_fake_XXXXXX");
+    cr_assert_not_null(mkdtemp(f->dir));
+    snprintf(f->addr, sizeof f->addr, "unix:%s/sock", f->dir);
+    char *argv[] = {(char *)t_env("PSHM_HELPER_manager_rogue"), (char *)mode, f->addr,
+                    (char *)key_hex, NULL};
+    f->pid = t_spawn(argv, &f->out);
+    char line[256];
+    cr_assert(t_read_line(f->out, line, sizeof line, 30) && strcmp(line, "ready") == 0);
+}
+
+/* The fake server must report "ok: ..." (the client behaved) and exit 0. */
+static void fake_finish(struct fake_server *f)
+{
+    char line[256];
+    cr_assert(t_read_line(f->out, line, sizeof line, 30), "fake server said nothing");
+    cr_assert(strncmp(line, "ok:", 3) == 0, "fake server: %s", line);
+    int st = t_wait(f->pid, 30);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    close(f->out);
+    rmdir(f->dir);
+}
+
 Test(manager, fake_server_refused_by_client)
 {
-    char dir[] = "/tmp/pshm_fake_XXXXXX", addr[128];
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(addr, sizeof addr, "unix:%s/sock", dir);
-    char *argv[] = {(char *)t_env("PSHM_HELPER_manager_rogue"), "fake-server", addr, NULL};
-    int out;
-    pid_t pid = t_spawn(argv, &out);
-    char line[256];
-    cr_assert(t_read_line(out, line, sizeof line, 30) && strcmp(line, "ready") == 0);
+    struct fake_server f;
+    fake_start(&f, "fake-server");
     pshm_manager *m;
-    cr_assert_eq(pshm_manager_connect(&m, addr, test_key, TEST_KEYLEN), PSHM_EAUTH);
+    cr_assert_eq(pshm_manager_connect(&m, f.addr, test_key, TEST_KEYLEN), PSHM_EAUTH);
     cr_assert(strstr(pshm_last_error(), "did not prove it knows the key") != NULL, "%s",
               pshm_last_error());
-    cr_assert(t_read_line(out, line, sizeof line, 30), "fake server said nothing");
-    cr_assert(strncmp(line, "ok:", 3) == 0, "fake server: %s", line);
-    int st = t_wait(pid, 30);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    close(out);
-    rmdir(dir);
+    fake_finish(&f);
 }
 
 /* A malformed reply: a protocol error whose message says what was wrong. */
 Test(manager, malformed_reply_is_a_protocol_error)
 {
-    char dir[] = "/tmp/pshm_fake_XXXXXX", addr[128];
-    cr_assert_not_null(mkdtemp(dir));
-    snprintf(addr, sizeof addr, "unix:%s/sock", dir);
-    char *argv[] = {(char *)t_env("PSHM_HELPER_manager_rogue"), "bad-reply", addr,
-                    (char *)key_hex, NULL};
-    int out;
-    pid_t pid = t_spawn(argv, &out);
-    char line[256];
-    cr_assert(t_read_line(out, line, sizeof line, 30) && strcmp(line, "ready") == 0);
+    struct fake_server f;
+    fake_start(&f, "bad-reply");
     pshm_manager *m;
-    ok(pshm_manager_connect(&m, addr, test_key, TEST_KEYLEN), "connect");
+    ok(pshm_manager_connect(&m, f.addr, test_key, TEST_KEYLEN), "connect");
     char **names;
     size_t count;
     cr_assert_eq(pshm_manager_names(m, &names, &count), PSHM_EPROTO, "%s", pshm_last_error());
     const char *msg = pshm_last_error();
-    cr_assert(strstr(msg, addr) != NULL, "%s", msg);
-    cr_assert(strlen(strstr(msg, addr)) > strlen(addr) + 4, "the reason was lost: %s", msg);
+    cr_assert(strstr(msg, f.addr) != NULL, "%s", msg);
+    cr_assert(strlen(strstr(msg, f.addr)) > strlen(f.addr) + 4, "the reason was lost: %s", msg);
     cr_assert_eq(pshm_manager_names(m, &names, &count), PSHM_ECONN, "the connection is gone");
     pshm_manager_disconnect(m);
-    cr_assert(t_read_line(out, line, sizeof line, 30), "fake server said nothing");
-    cr_assert(strncmp(line, "ok:", 3) == 0, "fake server: %s", line);
-    int st = t_wait(pid, 30);
-    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    close(out);
-    rmdir(dir);
+    fake_finish(&f);
 }
 
 /* ---- misbehaving clients: dropped, and the server serves the others ----- */

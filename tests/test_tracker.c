@@ -29,9 +29,12 @@ struct probe {
     char err[256];   /* file receiving its (and its tracker's) stderr */
 };
 
-/* Start tracker_probe with args; wait for its "ready <pid>" line. */
-static void probe_start(struct probe *p, const char *a1, const char *a2, const char *a3,
-                        const char *a4)
+/*
+ * Start tracker_probe with args; wait for its "ready <pid>" line. Its
+ * stderr goes to p->err, or is closed (no_stderr) as some callers have it.
+ */
+static void probe_start_with(struct probe *p, bool no_stderr, const char *a1, const char *a2,
+                             const char *a3, const char *a4)
 {
     static int seq;
     snprintf(p->err, sizeof p->err, "/tmp/pshm_tracker_test_%d_%d.err", (int)getpid(), seq++);
@@ -42,7 +45,11 @@ static void probe_start(struct probe *p, const char *a1, const char *a2, const c
     if (p->pid == 0) {
         int err = open(p->err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
         dup2(fds[1], STDOUT_FILENO);
-        dup2(err, STDERR_FILENO);
+        if (no_stderr)
+            close(STDERR_FILENO);
+        else
+            dup2(err, STDERR_FILENO);
+        close(err);
         close(fds[0]);
         close(fds[1]);
         const char *prog = t_env("PSHM_HELPER_tracker_probe");
@@ -55,6 +62,12 @@ static void probe_start(struct probe *p, const char *a1, const char *a2, const c
     cr_assert(t_read_line(p->out, line, sizeof line, 30), "probe %s %s did not get ready", a1,
               a2);
     cr_assert_eq(sscanf(line, "ready %d", &p->holder), 1, "probe said: %s", line);
+}
+
+static void probe_start(struct probe *p, const char *a1, const char *a2, const char *a3,
+                        const char *a4)
+{
+    probe_start_with(p, false, a1, a2, a3, a4);
 }
 
 /* End the holder as given, reap what we started. */
@@ -126,25 +139,11 @@ Test(tracker, caller_without_stderr)
 {
     char name[64];
     make_block(name, sizeof name, "nostderr");
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], STDOUT_FILENO);
-        close(fds[0]);
-        close(fds[1]);
-        close(STDERR_FILENO);
-        const char *prog = t_env("PSHM_HELPER_tracker_probe");
-        execl(prog, prog, "create", name, (char *)NULL);
-        _exit(127);
-    }
-    close(fds[1]);
-    char line[64];
-    cr_assert(t_read_line(fds[0], line, sizeof line, 30), "probe did not get ready");
-    kill(pid, SIGKILL);
-    t_wait(pid, 10);
-    close(fds[0]);
+    struct probe p;
+    probe_start_with(&p, true, "create", name, NULL, NULL);
+    probe_end(&p, SIGKILL);
     cr_assert(t_wait_gone(name, GONE_WITHIN), "%s leaked when the caller had no stderr", name);
+    unlink(p.err);
 }
 
 Test(tracker, untracked_block_is_left_alone)

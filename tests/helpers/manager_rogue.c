@@ -263,24 +263,10 @@ static int bad_reply_server(const char *address, const uint8_t *key, size_t keyl
 
 static int fake_server(const char *address)
 {
-    proto_addr a;
-    if (proto_addr_parse("rogue", address, &a) < 0)
-        return fail("address");
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    memcpy(sun.sun_path, a.path, strlen(a.path) + 1);
-    int lfd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (lfd < 0 || bind(lfd, (struct sockaddr *)&sun, sizeof sun) < 0 || listen(lfd, 4) < 0)
-        return fail("listen");
-    printf("ready\n");
-    fflush(stdout);
-    int fd = accept(lfd, NULL, NULL);
-    unlink(a.path);
-    if (fd < 0)
-        return fail("accept");
     uint8_t challenge[PROTO_CHALLENGE_LEN], mac[PROTO_MAC_LEN], buf[PROTO_MAX_HANDSHAKE];
-    randombytes_buf(challenge, sizeof challenge);
-    proto_put_hello(&wire, HELLO_READY, challenge, NULL);
-    if (!send_wire(fd) || read_frame(fd, buf, sizeof buf) < 0)
+    ssize_t len;
+    int fd = accept_and_greet(address, challenge, buf, sizeof buf, &len);
+    if (fd < 0)
         return fail("handshake");
     randombytes_buf(mac, sizeof mac); /* we do not know the key */
     proto_put_welcome(&wire, WELCOME_OK, mac, NULL);
