@@ -676,13 +676,17 @@ static int set_locked(pshm_list *l, int64_t index, const pshm_value *v)
     size_t width = 0;
     if (rc < 0 || (rc = plan_set(l, index, &it, v, format, &width)) < 0)
         return rc;
-    /* CPython's order: format and code first, then the data. */
-    unsigned char *buf = pshm_block_buf(l->block);
+    /* CPython's order: format and code first, then the data. An unchanged
+     * format and type (the format word and the type fix the code) are not
+     * written again, so readers' cache lines holding them stay valid. */
     uint64_t word;
     memcpy(&word, format, sizeof word);
-    store_word(buf + l->formats_at + it.pos * 8, word);
-    __atomic_store_n(buf + l->codes_at + it.pos, (unsigned char)code_of(v->type),
-                     __ATOMIC_RELAXED);
+    if (word != it.format || v->type != it.type) {
+        unsigned char *buf = pshm_block_buf(l->block);
+        store_word(buf + l->formats_at + it.pos * 8, word);
+        __atomic_store_n(buf + l->codes_at + it.pos, (unsigned char)code_of(v->type),
+                         __ATOMIC_RELAXED);
+    }
     write_value(it.data, v, width);
     return 0;
 }
