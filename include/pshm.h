@@ -51,6 +51,8 @@ typedef enum pshm_error {
     PSHM_OK = 0,
     PSHM_ENOENT = -2,    /* no such shared memory block (or name, or item) */
     PSHM_EACCES = -13,   /* permission denied */
+    PSHM_EBUSY = -16,    /* another program holds an exclusive flock on the
+                          * block and did not let go within 2 s */
     PSHM_EEXIST = -17,   /* a block with that name already exists */
     PSHM_EINVAL = -22,   /* an argument is invalid (NULL, bad flags, ...) */
 
@@ -89,8 +91,16 @@ PSHM_API const char *pshm_last_error(void);
 
 /* Flags for pshm_block_create / pshm_block_attach (and lists). */
 enum pshm_flags {
-    /* Do not register the block with the resource tracker (CPython's
-     * track=False). Tracking is on by default. */
+    /* Create: the block is not cleaned up by any tracker; it stays until
+     * someone unlinks it (CPython's track=False). Without it, the block is
+     * marked as its creator's to clean up (the sticky bit in its mode,
+     * 01600) and registered with this process family's tracker, which
+     * removes it once every process that had it open is gone.
+     * Attach: do not register with this family's tracker. Attaching never
+     * changes whether a block is cleaned up: an attach without this flag
+     * registers only blocks whose creator marked them, and no tracker ever
+     * removes an unmarked block (one made untracked, or by CPython or
+     * another tool). Tracking is on by default. */
     PSHM_UNTRACKED = 1u << 0,
     /* Attach only: map the block read-only (PROT_READ on an O_RDONLY
      * descriptor); writes through buf fault. */
@@ -111,8 +121,10 @@ typedef struct pshm_block pshm_block;
  * Create a new block of `size` bytes (size > 0), exclusively: an existing
  * name is PSHM_EEXIST, never an attach. `name` NULL picks a fresh random
  * "psm_XXXXXXXX" name (retrying on collision). A leading '/' in `name` is
- * accepted and ignored. The block has mode 0600 and is zero-filled.
- * On success *out is a mapped, read-write handle.
+ * accepted and ignored. The block has mode 0600 (01600 when tracked) and is
+ * zero-filled. On success *out is a mapped, read-write handle.
+ * A tracked create whose tracker cannot be started (no descriptors or
+ * processes left) fails, naming the system call, and leaves nothing behind.
  */
 PSHM_API int pshm_block_create(pshm_block **out, const char *name, size_t size,
                                unsigned flags);
@@ -120,6 +132,11 @@ PSHM_API int pshm_block_create(pshm_block **out, const char *name, size_t size,
 /*
  * Attach to an existing block by name. Its size is read from the block.
  * PSHM_READONLY maps it read-only. A failed attach never alters the block.
+ * Every handle holds a shared flock on its block (how the tracker knows it
+ * is in use); if another program holds an exclusive flock on it, attach
+ * waits at most 2 s, then fails with PSHM_EBUSY. A block its creator marked
+ * tracked is registered with this family's tracker unless PSHM_UNTRACKED;
+ * a tracker that cannot be started is then an error, as for create.
  */
 PSHM_API int pshm_block_attach(pshm_block **out, const char *name, unsigned flags);
 

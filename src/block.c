@@ -22,10 +22,15 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <time.h>
 #include <unistd.h>
 
 /* How often a random name may collide before create gives up. */
 #define RANDOM_NAME_TRIES 64
+/* How long taking a handle's shared flock may wait for an exclusive lock
+ * held elsewhere. pshm's own trackers hold one for a few system calls; a
+ * foreign program may hold one forever, and must not hang us. */
+#define LOCK_WAIT_MS 2000
 
 static pthread_mutex_t global = PTHREAD_MUTEX_INITIALIZER;
 static pshm_block *open_head;
@@ -198,7 +203,9 @@ static void close_fd(pshm_block *b)
 static int open_new(pshm_block *b, bool random)
 {
     if (!(b->flags & PSHM_UNTRACKED)) {
-        b->fd = open(SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        /* The mode carries the creator's choice from the first instant. */
+        b->fd = open(SHM_DIR, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600 | TRACKED_MARK);
+        b->marked = true;
         return b->fd < 0 ? err_errno(errno, "create", b->name, "open(O_TMPFILE)") : 0;
     }
     for (int tries = 0; tries < RANDOM_NAME_TRIES; tries++) {
@@ -213,17 +220,52 @@ static int open_new(pshm_block *b, bool random)
                    RANDOM_NAME_TRIES);
 }
 
+static int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/*
+ * Take the handle's shared flock, waiting at most LOCK_WAIT_MS for an
+ * exclusive lock held elsewhere (polling: a blocking flock cannot time out
+ * without a signal, and signals belong to the caller).
+ */
+static int lock_shared(pshm_block *b, const char *what)
+{
+    int64_t deadline = -1;
+    long pause_ns = 100000; /* 0.1 ms, doubled up to 50 ms */
+    for (;;) {
+        if (flock(b->fd, LOCK_SH | LOCK_NB) == 0)
+            return 0;
+        if (errno != EWOULDBLOCK && errno != EINTR)
+            return err_errno(errno, what, b->name, "flock");
+        int64_t now = monotonic_ms();
+        if (deadline < 0)
+            deadline = now + LOCK_WAIT_MS;
+        else if (now >= deadline)
+            return err_set(PSHM_EBUSY, "%s \"%s\": flock: %s (waited %d ms)", what,
+                           b->name, pshm_strerror(PSHM_EBUSY), LOCK_WAIT_MS);
+        struct timespec pause = {0, pause_ns};
+        nanosleep(&pause, NULL);
+        if (pause_ns < 50000000)
+            pause_ns *= 2;
+    }
+}
+
 /* Lock, identify, size and map the new object open on b->fd. */
 static int build(pshm_block *b, size_t size)
 {
     struct stat st;
-    if (flock(b->fd, LOCK_SH) < 0)
-        return err_errno(errno, "create", b->name, "flock");
+    int rc = lock_shared(b, "create");
+    if (rc < 0)
+        return rc;
     if (fstat(b->fd, &st) < 0)
         return err_errno(errno, "create", b->name, "fstat");
     b->dev = st.st_dev;
     b->ino = st.st_ino;
-    int rc = size_new_block(b, size);
+    rc = size_new_block(b, size);
     if (rc == 0)
         rc = map_block(b, "create");
     return rc;
@@ -258,7 +300,9 @@ static int publish(pshm_block *b, bool random)
 {
     shm_path_t path;
     for (int tries = 0; tries < RANDOM_NAME_TRIES; tries++) {
-        tracker_register(b); /* unreachable tracker: reported, block still usable */
+        int rc = tracker_register(b, "create");
+        if (rc < 0)
+            return rc; /* the unnamed inode dies with the handle: nothing left */
         if (link_inode(b->fd, shm_path(path, b->name)) == 0)
             return 0;
         int e = errno;
@@ -340,8 +384,8 @@ int pshm_block_attach(pshm_block **out, const char *name, unsigned flags)
     struct stat st;
     if (b->fd < 0)
         rc = err_errno(errno, "attach", b->name, "shm_open");
-    else if (flock(b->fd, LOCK_SH) < 0)
-        rc = err_errno(errno, "attach", b->name, "flock");
+    else if ((rc = lock_shared(b, "attach")) < 0)
+        ;
     else if (fstat(b->fd, &st) < 0)
         rc = err_errno(errno, "attach", b->name, "fstat");
     else if ((rc = check_attached(b, &st)) == 0) {
@@ -355,10 +399,23 @@ int pshm_block_attach(pshm_block **out, const char *name, unsigned flags)
     }
     b->dev = st.st_dev;
     b->ino = st.st_ino;
-    if (!(flags & PSHM_UNTRACKED))
-        tracker_register(b);
+    b->marked = (st.st_mode & TRACKED_MARK) != 0;
+    if ((rc = block_track_attached(b, flags, "attach")) < 0) {
+        pshm_block_free(b);
+        return rc;
+    }
     *out = b;
     return 0;
+}
+
+int block_track_attached(pshm_block *b, unsigned flags, const char *what)
+{
+    if ((flags & PSHM_UNTRACKED) || !b->marked) {
+        b->flags |= PSHM_UNTRACKED; /* not on any tracker of ours */
+        return 0;
+    }
+    b->flags &= ~(unsigned)PSHM_UNTRACKED;
+    return tracker_register(b, what);
 }
 
 void *pshm_block_buf(const pshm_block *b)

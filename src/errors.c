@@ -14,6 +14,7 @@ const char *pshm_strerror(int code)
     case PSHM_OK: return "success";
     case PSHM_ENOENT: return "no such shared memory block";
     case PSHM_EACCES: return "permission denied";
+    case PSHM_EBUSY: return "the block is locked exclusively by another program";
     case PSHM_EEXIST: return "a shared memory block with that name already exists";
     case PSHM_EINVAL: return "invalid argument";
     case PSHM_EBADNAME: return "invalid block name";

@@ -8,6 +8,7 @@
 #include "pshm.h"
 
 #include <stdarg.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 /* ---- errors.c ---------------------------------------------------------- */
@@ -43,10 +44,30 @@ struct pshm_block {
     size_t size;
     unsigned flags;
     bool unlinked;   /* this handle already removed the name */
+    bool marked;     /* the block carries TRACKED_MARK */
     dev_t dev;
     ino_t ino;
     struct pshm_block *open_prev, *open_next; /* the open-handle list */
 };
+
+/*
+ * The creator's choice, recorded with the block: a block whose creator asked
+ * for cleanup carries the sticky bit in its mode (0600 becomes 01600). Linux
+ * ignores the bit on regular files, any user may set it on their own files,
+ * every filesystem (tmpfs included) keeps it, and it outlives the creator.
+ * Attaching registers a block with the tracker only if it carries the mark,
+ * and the tracker removes only marked blocks, so no attacher can turn a
+ * block its creator meant to keep (or one made by CPython or another tool)
+ * into one that is removed.
+ */
+#define TRACKED_MARK S_ISVTX
+
+/*
+ * Register b with this process's tracker if the caller wants tracking and
+ * the block carries TRACKED_MARK; otherwise mark the handle untracked. A
+ * tracker that cannot be started is an error (`what` names the call).
+ */
+int block_track_attached(pshm_block *b, unsigned flags, const char *what);
 
 /* Validate a user-given name and write the bare name (no '/') to out. */
 int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 1]);
@@ -81,10 +102,11 @@ static inline uint64_t name_hash(const char *s)
 
 /*
  * Register an open, shared-locked block with this process family's tracker
- * (starting it if need be). One send(2) when the tracker runs. Failure to
- * reach a tracker is reported but leaves the block usable.
+ * (starting it if need be). One send(2) when the tracker runs. A tracker
+ * that cannot be started or reached is an error naming `what` and the block:
+ * a block the caller asked to have tracked is never silently untracked.
  */
-int tracker_register(pshm_block *b);
+int tracker_register(pshm_block *b, const char *what);
 /* Tell the tracker the block was unlinked: it must forget it. */
 void tracker_unregister(pshm_block *b);
 /* In a forked child that must not share its parent's tracker (the manager

@@ -537,9 +537,9 @@ int pshm_list_attach(pshm_list **out, const char *name, unsigned flags)
         pshm_block_free(b);
         return rc;
     }
-    if (!(flags & PSHM_UNTRACKED)) {
-        b->flags &= ~(unsigned)PSHM_UNTRACKED;
-        tracker_register(b);
+    if ((rc = block_track_attached(b, flags, "attach")) < 0) {
+        pshm_list_free(l);
+        return rc;
     }
     *out = l;
     return 0;

@@ -3,6 +3,8 @@
  *
  * Design (docs/tracker.md has the long form):
  *
+ *  - Only blocks their creator marked (TRACKED_MARK in the mode) are ever
+ *    registered or removed.
  *  - Each process family (a process and the children it forks) shares one
  *    tracker process, reached through a SOCK_SEQPACKET socketpair whose
  *    library end is close-on-exec: forked children inherit it, exec'd
@@ -14,7 +16,9 @@
  *    checks it is the same object (device and inode), and takes an exclusive
  *    flock. Every open handle in every process holds a shared flock, so the
  *    exclusive lock is granted only once nobody, in any family, has the
- *    block open. Then it removes the name and says so on stderr.
+ *    block open. Then it removes the name and says so. Blocks still in use
+ *    are each re-checked when a file of their name is closed (inotify) and
+ *    once a second, so none waits behind another.
  *  - The tracker is a grandchild made with raw clone() calls: the caller's
  *    direct child has exit signal 0 and is reaped at once with __WCLONE, so
  *    the caller sees no SIGCHLD and waitpid(-1) never returns it. Because the
@@ -27,14 +31,18 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/inotify.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -63,30 +71,32 @@ static pid_t raw_clone(int exit_signal)
     return (pid_t)syscall(SYS_clone, (unsigned long)exit_signal, NULL, NULL, NULL, NULL);
 }
 
-/* Start a tracker; on success tracker_sock is connected to it. Lock held,
- * so the open-handle list the tracker inherits is complete. */
-static int start_tracker(void)
+/* Start a tracker for the call `what` on block b; on success tracker_sock
+ * is connected to it. Lock held, so the open-handle list the tracker
+ * inherits is complete. */
+static int start_tracker(const char *what, const pshm_block *b)
 {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
-        return err_errno(errno, "track", "(tracker)", "socketpair");
+        return err_errno(errno, what, b->name, "starting the resource tracker: socketpair");
     pid_t mid = raw_clone(0);
     if (mid < 0) {
         int e = errno;
         close(sv[0]);
         close(sv[1]);
-        return err_errno(e, "track", "(tracker)", "clone");
+        return err_errno(e, what, b->name, "starting the resource tracker: clone");
     }
     if (mid == 0) {
         /* The short-lived middle process: make the tracker, then vanish so
-         * the tracker is orphaned and adopted by init. */
+         * the tracker is orphaned and adopted by init. Its exit status is
+         * the errno of a failed clone (all errno values fit in 8 bits). */
         pid_t t = raw_clone(SIGCHLD);
         if (t == 0) {
             close(sv[0]); /* the library's end: holding it, we'd never see EOF */
             drop_inherited_blocks();
             tracker_main(sv[1]);
         }
-        _exit(t < 0 ? 1 : 0);
+        _exit(t < 0 ? errno : 0);
     }
     close(sv[1]);
     int status = 0;
@@ -94,7 +104,8 @@ static int start_tracker(void)
         ;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         close(sv[0]);
-        return err_set(PSHM_ESYS, "track: could not start the tracker process");
+        int e = WIFEXITED(status) ? WEXITSTATUS(status) : ECHILD;
+        return err_errno(e, what, b->name, "starting the resource tracker: clone");
     }
     /* Room for as many queued records as the system allows (see tracker_main). */
     int room = 4 << 20;
@@ -116,31 +127,33 @@ static int send_msg(uint8_t op, const pshm_block *b)
     return r == (ssize_t)len ? 0 : -1;
 }
 
-/* Send, restarting a dead tracker once and re-registering what we hold. */
-static int send_or_restart(uint8_t op, const pshm_block *b)
+/* Register b, restarting a dead tracker once and re-registering what we
+ * hold. */
+static int register_or_restart(const pshm_block *b, const char *what)
 {
-    if (tracker_sock >= 0 && send_msg(op, b) == 0)
+    if (tracker_sock >= 0 && send_msg(MSG_REGISTER, b) == 0)
         return 0;
     if (tracker_sock >= 0) {
         close(tracker_sock);
         tracker_sock = -1;
     }
-    int rc = start_tracker();
+    int rc = start_tracker(what, b);
     if (rc < 0)
         return rc;
     for (pshm_block *t = open_handles(); t != NULL; t = t->open_next)
         if (t != b && !(t->flags & PSHM_UNTRACKED) && !t->unlinked &&
             send_msg(MSG_REGISTER, t) < 0)
-            return err_set(PSHM_ESYS, "track \"%s\": the new tracker is unreachable", t->name);
-    if (send_msg(op, b) < 0)
-        return err_set(PSHM_ESYS, "track \"%s\": the tracker is unreachable", b->name);
+            return err_errno(errno, what, b->name, "re-registering with the new resource "
+                             "tracker: send");
+    if (send_msg(MSG_REGISTER, b) < 0)
+        return err_errno(errno, what, b->name, "registering with the resource tracker: send");
     return 0;
 }
 
-int tracker_register(pshm_block *b)
+int tracker_register(pshm_block *b, const char *what)
 {
     global_lock();
-    int rc = send_or_restart(MSG_REGISTER, b);
+    int rc = register_or_restart(b, what);
     global_unlock();
     return rc;
 }
@@ -166,7 +179,9 @@ void tracker_detach(void)
 
 struct record {
     uint64_t dev, ino;
-    uint8_t state; /* SLOT_EMPTY, SLOT_USED or SLOT_DELETED */
+    uint8_t state;   /* SLOT_EMPTY, SLOT_USED or SLOT_DELETED */
+    uint8_t retries; /* checks still due soon (see wait_for_users) */
+    int fd;          /* kept open while the block is busy, else -1 */
     char name[PSHM_NAME_MAX + 1];
 };
 enum { SLOT_EMPTY = 0, SLOT_USED, SLOT_DELETED };
@@ -227,7 +242,7 @@ static bool table_grow(struct table *t)
 
 static void table_apply(struct table *t, const struct tracker_msg *m)
 {
-    struct record key = {.dev = m->dev, .ino = m->ino};
+    struct record key = {.dev = m->dev, .ino = m->ino, .fd = -1};
     memcpy(key.name, m->name, sizeof key.name);
     if (m->op == MSG_UNREGISTER) {
         struct record *r = table_find(t, &key, false);
@@ -246,31 +261,27 @@ static void table_apply(struct table *t, const struct tracker_msg *m)
     *r = key;
 }
 
-/* A tiny signal-safe line writer for stderr. */
+/* ---- messages ---------------------------------------------------------
+ * Until the family is gone they go to the stderr it gave us. A stderr that
+ * is a pipe or socket is then let go (its reader, such as a shell's $(...)
+ * or Python's capture_output, waits until every writer has closed it), and
+ * later messages go to syslog; a terminal or a file keeps them all. */
+
+/* A line of text, truncated (never split) when it would not fit. */
 struct line {
-    char buf[1024];
+    char buf[4096];
     size_t len;
 };
 
-static void line_flush(struct line *l)
+static void line_add_bytes(struct line *l, const char *s, size_t n)
 {
-    size_t off = 0;
-    while (off < l->len) {
-        ssize_t w = write(STDERR_FILENO, l->buf + off, l->len - off);
-        if (w <= 0)
-            break;
-        off += (size_t)w;
-    }
-    l->len = 0;
+    for (size_t i = 0; i < n && l->len < sizeof l->buf; i++)
+        l->buf[l->len++] = s[i];
 }
 
 static void line_add(struct line *l, const char *s)
 {
-    for (; *s; s++) {
-        if (l->len == sizeof l->buf)
-            line_flush(l);
-        l->buf[l->len++] = *s;
-    }
+    line_add_bytes(l, s, strlen(s));
 }
 
 static void line_add_uint(struct line *l, size_t v)
@@ -280,12 +291,131 @@ static void line_add_uint(struct line *l, size_t v)
     do
         digits[n++] = (char)('0' + v % 10);
     while ((v /= 10) != 0);
-    char out[24];
-    for (int i = 0; i < n; i++)
-        out[i] = digits[n - 1 - i];
-    out[n] = '\0';
-    line_add(l, out);
+    while (n > 0)
+        line_add_bytes(l, &digits[--n], 1);
 }
+
+/* Longest escaped form of a name: every byte as \xHH. */
+#define NAME_SHOWN_MAX (4 * PSHM_NAME_MAX)
+
+/* A block name as text a terminal cannot take for commands: bytes outside
+ * printable ASCII, and the backslash, as \xHH. */
+static void line_add_name(struct line *l, const char *name)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (const unsigned char *p = (const unsigned char *)name; *p; p++) {
+        if (*p >= 0x20 && *p < 0x7f && *p != '\\') {
+            line_add_bytes(l, (const char *)p, 1);
+        } else {
+            char esc[4] = {'\\', 'x', hex[*p >> 4], hex[*p & 15]};
+            line_add_bytes(l, esc, sizeof esc);
+        }
+    }
+}
+
+static bool to_syslog;  /* stderr was let go: messages go to syslog */
+static int syslog_sock = -1;
+
+static void syslog_send(const struct line *l)
+{
+    if (syslog_sock == -1) {
+        struct sockaddr_un addr = {.sun_family = AF_UNIX, .sun_path = "/dev/log"};
+        syslog_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        if (syslog_sock >= 0 && connect(syslog_sock, (struct sockaddr *)&addr, sizeof addr) < 0) {
+            close(syslog_sock);
+            syslog_sock = -2; /* no syslog here: later messages are dropped */
+        }
+    }
+    if (syslog_sock < 0)
+        return;
+    struct line m = {.len = 0};
+    line_add(&m, "<13>pshm-tracker["); /* facility user, severity notice */
+    line_add_uint(&m, (size_t)getpid());
+    line_add(&m, "]: ");
+    line_add_bytes(&m, l->buf, l->len > 0 ? l->len - 1 : 0); /* without the newline */
+    send(syslog_sock, m.buf, m.len, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+static void emit(struct line *l)
+{
+    if (l->len == sizeof l->buf)
+        l->len--;
+    l->buf[l->len++] = '\n';
+    if (to_syslog) {
+        syslog_send(l);
+    } else {
+        for (size_t off = 0; off < l->len;) {
+            ssize_t w = write(STDERR_FILENO, l->buf + off, l->len - off);
+            if (w <= 0)
+                break;
+            off += (size_t)w;
+        }
+    }
+    l->len = 0;
+}
+
+/* Once the family is gone: stop holding a pipe or socket on stderr. */
+static void let_go_of_stderr(void)
+{
+    struct stat st;
+    if (fstat(STDERR_FILENO, &st) < 0 || !(S_ISFIFO(st.st_mode) || S_ISSOCK(st.st_mode)))
+        return;
+    int devnull = open("/dev/null", O_WRONLY | O_CLOEXEC);
+    if (devnull >= 0) {
+        dup2(devnull, STDERR_FILENO);
+        close(devnull);
+    } else {
+        close(STDERR_FILENO);
+    }
+    to_syslog = true;
+}
+
+/* What one pass removed, said in one line that names at most REPORT_NAMES
+ * blocks (a cleanup of 10,000 blocks is one short line, not 130 kB). */
+#define REPORT_NAMES 10
+struct report {
+    size_t removed, shown;
+    struct line names;
+};
+
+static void report_add(struct report *rep, const char *name)
+{
+    rep->removed++;
+    if (rep->shown == REPORT_NAMES ||
+        rep->names.len + 1 + NAME_SHOWN_MAX > sizeof rep->names.buf)
+        return;
+    line_add(&rep->names, " ");
+    line_add_name(&rep->names, name);
+    rep->shown++;
+}
+
+static void report_emit(struct report *rep, const char *when, size_t still_busy)
+{
+    if (rep->removed == 0)
+        return;
+    struct line l = {.len = 0};
+    line_add(&l, "pshm tracker: removed ");
+    line_add_uint(&l, rep->removed);
+    line_add(&l, rep->removed == 1 ? " shared memory block " : " shared memory blocks ");
+    line_add(&l, when);
+    line_add(&l, ":");
+    line_add_bytes(&l, rep->names.buf, rep->names.len);
+    if (rep->removed > rep->shown) {
+        line_add(&l, " and ");
+        line_add_uint(&l, rep->removed - rep->shown);
+        line_add(&l, " more");
+    }
+    if (still_busy > 0) {
+        line_add(&l, " (");
+        line_add_uint(&l, still_busy);
+        line_add(&l, " still in use)");
+    }
+    emit(&l);
+    rep->removed = rep->shown = 0;
+    rep->names.len = 0;
+}
+
+/* ---- removing blocks --------------------------------------------------- */
 
 static void build_path(char *path, const char *name)
 {
@@ -294,82 +424,172 @@ static void build_path(char *path, const char *name)
     memcpy(path + sizeof dir - 1, name, strlen(name) + 1);
 }
 
+enum check { GONE, REMOVED, BUSY };
+
 /*
- * Remove record r's block if it is still the same object and nobody holds
- * it. Returns 1 if removed, 0 if it is gone or replaced (nothing to do), -1
- * if it is still in use (only when `wait` is false).
+ * With fd open on record r's block: if nobody holds it (our LOCK_EX is
+ * granted only then), it is still linked under its name and still carries
+ * its creator's TRACKED_MARK, remove it.
  */
-static int reclaim(const struct record *r, bool wait)
+static enum check try_remove(const char *path, int fd)
+{
+    if (flock(fd, LOCK_EX | LOCK_NB) < 0)
+        return errno == EWOULDBLOCK || errno == EINTR ? BUSY : GONE;
+    struct stat st, now;
+    if (fstat(fd, &st) == 0 && st.st_nlink > 0 && (st.st_mode & TRACKED_MARK) &&
+        stat(path, &now) == 0 && now.st_dev == st.st_dev && now.st_ino == st.st_ino)
+        return unlink(path) == 0 ? REMOVED : GONE;
+    return GONE;
+}
+
+/*
+ * Check record r once. The descriptor of a busy block is kept, so waiting
+ * costs one flock per check and our own closes never wake us (see
+ * wait_for_users); out of descriptors, a busy block is reopened each time.
+ */
+static enum check check_record(struct record *r)
 {
     char path[sizeof SHM_DIR + PSHM_NAME_MAX + 1];
     build_path(path, r->name);
-    int fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
-    if (fd < 0)
-        return 0;
-    int result = 0;
-    struct stat st, now;
-    if (fstat(fd, &st) == 0 && st.st_dev == (dev_t)r->dev && st.st_ino == (ino_t)r->ino) {
-        int rc;
-        do
-            rc = flock(fd, LOCK_EX | (wait ? 0 : LOCK_NB));
-        while (rc < 0 && errno == EINTR);
-        if (rc < 0) {
-            result = errno == EWOULDBLOCK ? -1 : 0;
-        } else if (fstat(fd, &st) == 0 && st.st_nlink > 0 && stat(path, &now) == 0 &&
-                   now.st_dev == st.st_dev && now.st_ino == st.st_ino) {
-            /* Locked, still linked, still under this name: ours to remove. */
-            result = unlink(path) == 0 ? 1 : 0;
+    int fd = r->fd;
+    if (fd < 0) {
+        fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0)
+            return errno == EMFILE || errno == ENFILE || errno == ENOMEM ? BUSY : GONE;
+        struct stat st;
+        if (fstat(fd, &st) < 0 || st.st_dev != (dev_t)r->dev || st.st_ino != (ino_t)r->ino) {
+            close(fd); /* removed, or the name is another block's now */
+            return GONE;
         }
     }
-    close(fd);
+    enum check result = try_remove(path, fd);
+    if (result == BUSY) {
+        r->fd = fd;
+    } else {
+        close(fd);
+        r->fd = -1;
+    }
     return result;
 }
 
-static void report_removed(struct line *l, size_t *count, const char *name)
+/* Check every record due a check (retries > 0, or all when `all`); count
+ * what is still busy into *busy. Returns whether checks remain due soon. */
+static bool check_due(struct table *t, bool all, size_t *busy, struct report *rep)
 {
-    if (*count == 0)
-        line_add(l, "pshm tracker: removed leaked shared memory block(s) that no process "
-                    "unlinked:");
-    line_add(l, " ");
-    line_add(l, name);
-    (*count)++;
-}
-
-/* After EOF: remove every recorded block as soon as nobody holds it. */
-static void cleanup(struct table *t)
-{
-    struct line l = {.len = 0};
-    size_t removed = 0, busy = 0;
+    bool due = false;
     for (size_t i = 0; i < t->cap; i++) {
         struct record *r = &t->slots[i];
-        if (r->state != SLOT_USED)
+        if (r->state != SLOT_USED || !(all || r->retries > 0))
             continue;
-        int rc = reclaim(r, false);
-        if (rc == 1)
-            report_removed(&l, &removed, r->name);
-        if (rc != -1)
+        enum check rc = check_record(r);
+        if (rc == REMOVED)
+            report_add(rep, r->name);
+        if (rc != BUSY) {
             r->state = SLOT_DELETED;
-        else
-            busy++;
-    }
-    if (removed > 0) {
-        line_add(&l, "\n");
-        line_flush(&l);
-    }
-    if (busy == 0)
-        return;
-    /* Still in use by other programs: wait for each in turn. */
-    for (size_t i = 0; i < t->cap; i++) {
-        struct record *r = &t->slots[i];
-        if (r->state == SLOT_USED && reclaim(r, true) == 1) {
-            line_add(&l, "pshm tracker: removed leaked shared memory block ");
-            line_add(&l, r->name);
-            line_add(&l, " once its last user closed it (");
-            line_add_uint(&l, --busy);
-            line_add(&l, " still in use)\n");
-            line_flush(&l);
+            (*busy)--;
+        } else if (r->retries > 0 && --r->retries > 0) {
+            due = true;
         }
     }
+    return due;
+}
+
+/*
+ * While blocks are busy: each is re-checked when a descriptor on a file in
+ * SHM_DIR with its name is closed (inotify), and every block once per
+ * SWEEP_MS whatever happens, so each is removed soon after its own last
+ * user lets go, however long other blocks stay busy. The close event
+ * precedes the release of the closer's flock by a few instructions, so an
+ * event buys RETRIES checks RETRY_MS apart. Without inotify (its per-user
+ * limits), the sweep alone remains.
+ */
+#define SWEEP_MS 1000
+#define RETRY_MS 5
+#define RETRIES 8
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Due RETRIES checks for every busy record named `name` that we keep open
+ * (one we reopen would wake us with its own close, for ever). */
+static void flag_name(struct table *t, const char *name)
+{
+    size_t mask = t->cap - 1;
+    for (size_t i = name_hash(name) & mask; t->slots[i].state != SLOT_EMPTY; i = (i + 1) & mask) {
+        struct record *r = &t->slots[i];
+        if (r->state == SLOT_USED && r->fd >= 0 && strcmp(r->name, name) == 0)
+            r->retries = RETRIES;
+    }
+}
+
+static void flag_all(struct table *t)
+{
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].state == SLOT_USED)
+            t->slots[i].retries = RETRIES;
+}
+
+/* Read what inotify has queued and flag the records it concerns. */
+static void take_events(struct table *t, int in)
+{
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    ssize_t n;
+    while ((n = read(in, buf, sizeof buf)) > 0) {
+        for (char *p = buf; p < buf + n;) {
+            const struct inotify_event *ev = (const struct inotify_event *)p;
+            if (ev->mask & IN_Q_OVERFLOW)
+                flag_all(t);
+            else if (ev->len > 0)
+                flag_name(t, ev->name);
+            p += sizeof *ev + ev->len;
+        }
+    }
+}
+
+static void wait_for_users(struct table *t, size_t busy)
+{
+    int in = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+    if (in >= 0 && inotify_add_watch(in, SHM_DIR, IN_CLOSE_WRITE | IN_CLOSE_NOWRITE) < 0) {
+        close(in);
+        in = -1;
+    }
+    struct report rep = {.removed = 0};
+    int64_t next_sweep = now_ms() + SWEEP_MS;
+    bool due = false;
+    while (busy > 0) {
+        int64_t now = now_ms();
+        int timeout = due ? RETRY_MS : (int)(next_sweep > now ? next_sweep - now : 0);
+        struct pollfd p = {in, POLLIN, 0}; /* fd -1: poll just sleeps */
+        if (poll(&p, 1, timeout) > 0)
+            take_events(t, in);
+        bool sweep = now_ms() >= next_sweep;
+        if (sweep)
+            next_sweep = now_ms() + SWEEP_MS;
+        due = check_due(t, sweep, &busy, &rep);
+        report_emit(&rep, "after its last user closed it", busy);
+    }
+    if (in >= 0)
+        close(in);
+}
+
+/* After EOF: remove every recorded block nobody holds, let go of stderr,
+ * then wait for the others' users. */
+static void cleanup(struct table *t)
+{
+    struct report rep = {.removed = 0};
+    size_t busy = 0;
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].state == SLOT_USED)
+            busy++;
+    check_due(t, true, &busy, &rep);
+    report_emit(&rep, "that no process unlinked", busy);
+    let_go_of_stderr();
+    if (busy > 0)
+        wait_for_users(t, busy);
 }
 
 /* Detach from the caller: no inherited descriptors but stderr, no signals
@@ -392,12 +612,21 @@ static void become_daemon(int sock)
             close(fd);
     setsid();
     if (chdir("/") < 0) { /* nothing depends on the directory */ }
-    /* The caller's handlers are not ours: defaults, but for what we ignore. */
+    /* A descriptor per busy block: as many as we may have. */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
+    /* The caller's handlers are not ours: defaults, but for what we ignore.
+     * SIGTERM too: `systemctl stop` and `kill 0` send it to the whole group
+     * at once, and the cleanup is the very thing that must survive them. */
     struct sigaction dfl = {.sa_handler = SIG_DFL}, ign = {.sa_handler = SIG_IGN};
     for (int sig = 1; sig < NSIG; sig++)
         sigaction(sig, &dfl, NULL);
     sigaction(SIGINT, &ign, NULL);
     sigaction(SIGHUP, &ign, NULL);
+    sigaction(SIGTERM, &ign, NULL);
     sigaction(SIGPIPE, &ign, NULL);
     sigset_t none;
     sigemptyset(&none);

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -270,6 +271,59 @@ Test(block, descriptor_limit_is_a_clear_error)
     }
     int st = t_wait(child, 10);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+    cr_assert_not(t_shm_exists(name));
+}
+
+/* A foreign program's exclusive flock (any program of the same user, or a
+ * reader of a 0644 block, may take one) must not hang attach: a bounded
+ * wait, then PSHM_EBUSY naming the block; once released, attach works. */
+Test(block, foreign_exclusive_flock_is_a_bounded_wait)
+{
+    char name[64], path[128];
+    t_name(name, sizeof name, "exlock");
+    pshm_block *a = create_ok(name, 64, PSHM_UNTRACKED);
+    snprintf(path, sizeof path, "/dev/shm/%s", name);
+    /* A second open file description conflicts even in this process. */
+    int fd = open(path, O_RDONLY);
+    cr_assert_geq(fd, 0);
+    cr_assert_eq(pshm_block_close(a), 0); /* drop our shared lock first */
+    cr_assert_eq(flock(fd, LOCK_EX), 0);
+    pshm_block *b = NULL;
+    int rc = pshm_block_attach(&b, name, PSHM_UNTRACKED);
+    cr_assert_eq(rc, PSHM_EBUSY, "rc %d: %s", rc, pshm_last_error());
+    cr_assert_null(b);
+    cr_assert(strstr(pshm_last_error(), name) != NULL, "%s", pshm_last_error());
+    cr_assert_eq(flock(fd, LOCK_UN), 0);
+    cr_assert_eq(pshm_block_attach(&b, name, PSHM_UNTRACKED), 0, "%s", pshm_last_error());
+    close(fd);
+    pshm_block_free(b);
+    destroy(a);
+}
+
+/* A tracked create whose tracker cannot start fails and leaves nothing
+ * (it used to succeed silently untracked, and the block then outlived
+ * every holder). Descriptors 0-64 are taken and the limit is 66: one is
+ * left for the block, none for the tracker's socket pair. */
+Test(block, tracked_create_without_a_tracker_fails_cleanly)
+{
+    char name[64];
+    t_name(name, sizeof name, "notracker");
+    pid_t child = fork();
+    if (child == 0) {
+        int fd = open("/dev/null", O_RDONLY);
+        while (fd > 0 && fd < 64)
+            fd = dup(fd); /* fill descriptors up to 64 */
+        struct rlimit rl;
+        getrlimit(RLIMIT_NOFILE, &rl);
+        rl.rlim_cur = 66;
+        setrlimit(RLIMIT_NOFILE, &rl);
+        pshm_block *b;
+        int rc = pshm_block_create(&b, name, 64, 0);
+        _exit(rc == PSHM_ELIMIT && strstr(pshm_last_error(), "tracker") &&
+              strstr(pshm_last_error(), name) ? 0 : 1);
+    }
+    int st = t_wait(child, 10);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);
     cr_assert_not(t_shm_exists(name));
 }
 

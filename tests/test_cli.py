@@ -255,11 +255,16 @@ class Hold(CliTestCase):
         time.sleep(0.5)
         self.assertTrue(shm_exists(name))
 
-    def test_attach_tracked_removed_after_holder(self):
-        name = self.create(64)
-        proc, _ = self.hold("attach", name, "--hold")
-        proc.stdin.close()
-        self.assertEqual(proc.wait(timeout=10), 0)
+    def test_attach_removes_only_what_its_creator_marked(self):
+        # The creator decides: a block made with --track is removed once its
+        # last holder (here an attacher) is gone; attaching never decides.
+        creator, name = self.hold("create", "--size", "64", "--track", "--hold")
+        holder, _ = self.hold("attach", name, "--hold")
+        creator.kill()
+        creator.wait()
+        self.assertTrue(shm_exists(name), "removed while an attacher held it")
+        holder.stdin.close()
+        self.assertEqual(holder.wait(timeout=10), 0)
         self.assertTrue(wait_gone(name, 5))
 
     def test_tracked_block_kept_while_another_holds_it(self):

@@ -65,8 +65,9 @@ static const char CREATE_HELP[] =
     "  --populate     reserve and pre-fault every page now\n"
     "  --hold         keep the block open until stdin reaches EOF or the\n"
     "                 process is killed; never unlinks it\n"
-    "  --track        with --hold: register the block with the resource\n"
-    "                 tracker, which removes it once its holder is gone\n"
+    "  --track        with --hold: mark the block for cleanup; the resource\n"
+    "                 tracker removes it once every holder (this one and\n"
+    "                 any that attached) is gone\n"
     "\n"
     "Without --track the block is untracked: it stays until 'pshm rm'.\n";
 
@@ -77,8 +78,12 @@ static const char ATTACH_HELP[] =
     "EOF or the process is killed. Never unlinks it.\n"
     "\n"
     "  --hold       hold the handle (required)\n"
-    "  --no-track   do not register with the resource tracker; by default the\n"
-    "               tracker removes the block once its last holder is gone\n"
+    "  --no-track   do not register with this process's resource tracker\n"
+    "\n"
+    "Whether the block is removed once its last holder is gone was decided by\n"
+    "its creator ('pshm create --track', or a program's tracked create);\n"
+    "attaching never changes that. Blocks made untracked, or by other tools\n"
+    "such as CPython, are never removed by the tracker.\n"
     "  --readonly   map the block read-only\n";
 
 static const char INFO_HELP[] =

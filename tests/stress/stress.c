@@ -3,6 +3,7 @@
  *
  *   pshm_stress [--small]      run everything, print the report
  *   pshm_stress victim ...     (internal) a kill-phase worker, see kill.c
+ *   pshm_stress tracker-creator|tracker-holder ...  (internal) see tracker.c
  *
  * Sizes come from the environment (defaults in parentheses: normal/small):
  *   PSHM_STRESS_PROCS    load processes at once          (64/16)
@@ -10,6 +11,7 @@
  *   PSHM_STRESS_KILLS    SIGKILLs in the kill phase      (500/100)
  *   PSHM_STRESS_LANES    kill lanes side by side         (4/2)
  *   PSHM_STRESS_DELAY_US longest delay before a SIGKILL  (20000/20000)
+ *   PSHM_STRESS_TRACKER_ROUNDS  rounds of the tracker phase (200/50)
  *   PSHM_STRESS_SECONDS  global time limit               (240/45)
  *   PSHM_STRESS_SEED     random seed                     (time)
  *   PSHM_STRESS_PREFIX   name prefix of every block      (pshmstress_<pid>_)
@@ -47,6 +49,7 @@ static void configure(bool small)
     C.kills = env_int("PSHM_STRESS_KILLS", small ? 100 : 500);
     C.lanes = env_int("PSHM_STRESS_LANES", small ? 2 : 4);
     C.max_delay_us = env_int("PSHM_STRESS_DELAY_US", 20000);
+    C.tracker_rounds = env_int("PSHM_STRESS_TRACKER_ROUNDS", small ? 50 : 200);
     C.seconds = env_int("PSHM_STRESS_SECONDS", small ? 45 : 240);
     const char *seed = getenv("PSHM_STRESS_SEED");
     C.seed = seed != NULL ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
@@ -157,6 +160,8 @@ static void report(uint64_t leaks, double waited, double elapsed)
            (unsigned long long)get(&S->victim_blocks));
     printf("  %-44s %12llu\n", "blocks checked (checksum ok)",
            (unsigned long long)get(&S->blocks_checked));
+    printf("  %-44s %12llu\n", "tracker rounds (all checks passed or FAILed)",
+           (unsigned long long)get(&S->tracker_rounds));
     printf("  %-44s %8llu/%llu\n", "limit checks passed",
            (unsigned long long)(get(&S->limit_checks) - get(&S->limit_failures)),
            (unsigned long long)get(&S->limit_checks));
@@ -190,6 +195,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     if (argc > 1 && strcmp(argv[1], "victim") == 0)
         return victim_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "tracker-creator") == 0)
+        return tracker_creator_main(argc - 2, argv + 2);
+    if (argc > 1 && strcmp(argv[1], "tracker-holder") == 0)
+        return tracker_holder_main(argc - 2, argv + 2);
     bool small = argc > 1 && strcmp(argv[1], "--small") == 0;
     configure(small);
     make_logdir();
@@ -199,6 +208,7 @@ int main(int argc, char **argv)
     run_phase("load: processes creating, attaching, verifying at once", run_load);
     run_phase("kills: SIGKILL at random moments", run_kills);
     run_phase("limits: descriptors, /dev/shm space, address space", run_limits);
+    run_phase("tracker: SIGTERM, captured stderr, holders leaving one by one", run_tracker);
     double waited;
     uint64_t leaks = final_leak_scan(&waited);
     report(leaks, waited, now_s() - C.start);

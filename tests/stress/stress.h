@@ -31,6 +31,7 @@ struct config {
     int kills;        /* SIGKILLs in the kill phase */
     int lanes;        /* kill lanes running side by side */
     int max_delay_us; /* upper bound of the random delay before a SIGKILL */
+    int tracker_rounds; /* rounds of the tracker phase */
     double seconds;   /* global time limit of the whole run */
     uint64_t seed;
     char prefix[40];  /* every block of the run starts with this */
@@ -49,6 +50,7 @@ struct stats {
     _Atomic uint64_t killed, finished_early, kill_delay_total_us;
     _Atomic uint64_t victim_blocks;   /* blocks victims made (tracker's work) */
     _Atomic uint64_t limit_checks, limit_failures;
+    _Atomic uint64_t tracker_rounds;  /* tracker-phase rounds completed */
     _Atomic uint64_t errors;          /* any other unexpected failure */
     _Atomic uint64_t messages;        /* failure lines printed so far */
 };
@@ -154,7 +156,11 @@ int checked_list_rewrite(pshm_list *l, uint64_t seed, uint64_t version);
 int run_load(void);
 int run_kills(void);
 int run_limits(void);
+int run_tracker(void);
 /* The exec'd victim of the kill phase (argv after "victim"). */
 int victim_main(int argc, char **argv);
+/* The exec'd creator and holders of the tracker phase. */
+int tracker_creator_main(int argc, char **argv);
+int tracker_holder_main(int argc, char **argv);
 
 #endif
