@@ -89,14 +89,17 @@ static const char ATTACH_HELP[] =
 static const char INFO_HELP[] =
     "usage: pshm info NAME [--json]\n"
     "\n"
-    "Print a block's name, size, mode and owner.\n"
+    "Print a block's name, size, mode and owner. The name is escaped as\n"
+    "'pshm ls' shows it (see 'pshm ls --help').\n"
     "\n"
     "  --json   print one JSON object\n";
 
 static const char LS_HELP[] =
     "usage: pshm ls [--json]\n"
     "\n"
-    "List the blocks this user can see: NAME SIZE MODE OWNER.\n"
+    "List the blocks this user can see: NAME SIZE MODE OWNER. In a name,\n"
+    "control characters and bytes that are not UTF-8 are shown escaped, as\n"
+    "'ls -b' does but in hex: \\n, \\r, \\t, ... or \\xHH; a backslash as \\\\.\n"
     "\n"
     "  --json   print a JSON array of objects\n";
 
@@ -514,6 +517,63 @@ static void print_json_string(const char *text)
     putchar('"');
 }
 
+/* Room for a name with every byte shown as \xHH, and the NUL. */
+#define SHOWN_NAME_MAX (4 * PSHM_NAME_MAX + 1)
+
+/* Whether the valid UTF-8 sequence at s (len bytes) is a control character:
+ * C0, DEL or C1 (U+0080-U+009F, which some terminals obey like ESC [). */
+static bool is_control(const unsigned char *s, size_t len)
+{
+    return (len == 1 && (*s < 0x20 || *s == 0x7f)) || (len == 2 && s[0] == 0xc2 && s[1] <= 0x9f);
+}
+
+/* Append the escape for byte c to out at *n: \a \b \t \n \v \f \r, else \xHH. */
+static void escape_byte(unsigned char c, char *out, size_t *n)
+{
+    static const char bytes[] = "\a\b\t\n\v\f\r", letters[] = "abtnvfr";
+    const char *known = c != 0 ? memchr(bytes, c, sizeof bytes - 1) : NULL;
+    if (known != NULL)
+        *n += (size_t)snprintf(out + *n, SHOWN_NAME_MAX - *n, "\\%c", letters[known - bytes]);
+    else
+        *n += (size_t)snprintf(out + *n, SHOWN_NAME_MAX - *n, "\\x%02x", c);
+}
+
+/*
+ * Copy a block name (at most PSHM_NAME_MAX bytes: it may come from any
+ * user's /dev/shm entry) into out, safe to print on a terminal, like
+ * `ls -b` but in hex: control characters (C0, DEL, C1) and bytes that are
+ * not UTF-8 become \a \b \t \n \v \f \r or \xHH (always two hex digits), a
+ * backslash becomes \\, valid printable UTF-8 stays as it is. Returns the
+ * result's width, counting one column per character.
+ */
+static int shown_name(const char *name, char out[SHOWN_NAME_MAX])
+{
+    const unsigned char *s = (const unsigned char *)name;
+    size_t n = 0;
+    int width = 0;
+    while (*s != '\0') {
+        size_t len = utf8_sequence_length(s);
+        if (len == 0 || is_control(s, len)) {
+            size_t start = n;
+            for (size_t i = 0; i < (len ? len : 1); i++)
+                escape_byte(*s++, out, &n);
+            width += (int)(n - start);
+        } else if (*s == '\\') {
+            memcpy(out + n, "\\\\", 2);
+            n += 2;
+            s++;
+            width += 2;
+        } else {
+            memcpy(out + n, s, len);
+            n += len;
+            s += len;
+            width++;
+        }
+    }
+    out[n] = '\0';
+    return width;
+}
+
 /* The user name for uid, or NULL if the system does not know it. */
 static const char *user_name(uint32_t uid)
 {
@@ -662,8 +722,10 @@ static int cmd_info(int argc, char **argv)
         return EXIT_OK;
     }
     const char *user = user_name(info.uid);
+    char shown[SHOWN_NAME_MAX];
+    shown_name(info.name, shown);
     printf("name:  %s\nsize:  %" PRIu64 "\nmode:  %04o\nowner: %" PRIu32 " (%s)\n",
-           info.name, info.size, (unsigned)info.mode, info.uid, user ? user : "unknown");
+           shown, info.size, (unsigned)info.mode, info.uid, user ? user : "unknown");
     return EXIT_OK;
 }
 
@@ -705,16 +767,19 @@ static void print_table_json(const struct block_table *table)
 
 static void print_table_text(const struct block_table *table)
 {
+    char shown[SHOWN_NAME_MAX];
     int name_width = 4;
     for (size_t i = 0; i < table->len; i++) {
-        int len = (int)strlen(table->rows[i].name);
-        name_width = len > name_width ? len : name_width;
+        int width = shown_name(table->rows[i].name, shown);
+        name_width = width > name_width ? width : name_width;
     }
     printf("%-*s %12s MODE OWNER\n", name_width, "NAME", "SIZE");
     for (size_t i = 0; i < table->len; i++) {
         const pshm_block_info *row = &table->rows[i];
         const char *user = user_name(row->uid);
-        printf("%-*s %12" PRIu64 " %04o ", name_width, row->name, row->size,
+        int width = shown_name(row->name, shown);
+        /* Padded by hand: printf pads bytes, and a UTF-8 character is several. */
+        printf("%s%*s %12" PRIu64 " %04o ", shown, name_width - width, "", row->size,
                (unsigned)row->mode);
         if (user != NULL)
             printf("%s\n", user);
