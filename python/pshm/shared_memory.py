@@ -88,20 +88,19 @@ class SharedMemory:
         if readonly and self._flags & os.O_CREAT:
             raise ValueError("readonly=True is for attaching to an existing block")
         self._track = track
-
-        def make(n):
-            return _pshm.Block(n, True, size, track, False, populate)
-
-        if self._flags & os.O_EXCL:
-            block = _create_with_fresh_name(make) if name is None else make(name)
-        else:
+        if not self._flags & os.O_EXCL:
             try:
                 block = _pshm.Block(name, False, 0, track, readonly, populate)
             except FileNotFoundError:
                 # A subclass may ask for O_CREAT without O_EXCL: create then.
                 if not (self._flags & os.O_CREAT and size > 0):
                     raise
-                block = make(name)
+                block = _pshm.Block(name, True, size, track, False, populate)
+        elif name is not None:
+            block = _pshm.Block(name, True, size, track, False, populate)
+        else:
+            block = _create_with_fresh_name(
+                lambda n: _pshm.Block(n, True, size, track, False, populate))
         self._adopt(block)
 
     @classmethod
