@@ -522,18 +522,37 @@ static PyMappingMethods List_as_mapping = {
 
 typedef struct {
     PyObject_HEAD
-    pshm_manager *mgr;
+    pshm_manager *mgr;      /* NULL after shutdown or disconnect */
+    PyThread_type_lock lock; /* held around every use of mgr */
 } ManagerObject;
 
 static PyTypeObject Manager_Type;
 static PyTypeObject List_Type;
 
-static int manager_ready(ManagerObject *self)
+/* What MANAGER_CALL gives when the handle was shut down or disconnected. */
+#define MANAGER_GONE 1
+
+/*
+ * Run `call` (which uses self->mgr) with the GIL released and the handle's
+ * lock held, into rc. Calls on one handle take turns (the library
+ * serialises a handle's requests anyway), so a shutdown or disconnect in
+ * one thread never frees the handle under another thread's request.
+ */
+#define MANAGER_CALL(self, rc, call)                                  \
+    do {                                                              \
+        Py_BEGIN_ALLOW_THREADS                                        \
+        PyThread_acquire_lock((self)->lock, WAIT_LOCK);               \
+        (rc) = (self)->mgr != NULL ? (call) : MANAGER_GONE;           \
+        PyThread_release_lock((self)->lock);                          \
+        Py_END_ALLOW_THREADS                                          \
+    } while (0)
+
+static PyObject *raise_manager(int rc)
 {
-    if (self->mgr != NULL)
-        return 0;
+    if (rc != MANAGER_GONE)
+        return raise_pshm(rc, NULL);
     PyErr_SetString(PyExc_ValueError, "the manager connection is closed");
-    return -1;
+    return NULL;
 }
 
 /* Manager(address or None, authkey or None, start) */
@@ -546,6 +565,10 @@ static PyObject *Manager_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     if (!PyArg_ParseTupleAndKeywords(args, kwds, "zz*p", kwlist, &address, &key, &start))
         return NULL;
     ManagerObject *self = (ManagerObject *)type->tp_alloc(type, 0);
+    if (self != NULL && (self->lock = PyThread_allocate_lock()) == NULL) {
+        Py_CLEAR(self);
+        PyErr_NoMemory();
+    }
     if (self == NULL) {
         PyBuffer_Release(&key);
         return NULL;
@@ -565,14 +588,16 @@ static PyObject *Manager_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 
 static void Manager_dealloc(ManagerObject *self)
 {
-    pshm_manager_disconnect(self->mgr);
+    pshm_manager_disconnect(self->mgr); /* nobody else holds self now */
+    if (self->lock != NULL)
+        PyThread_free_lock(self->lock);
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
 static PyObject *Manager_block(ManagerObject *self, PyObject *arg)
 {
     Py_ssize_t size = PyNumber_AsSsize_t(arg, PyExc_OverflowError);
-    if ((size == -1 && PyErr_Occurred()) || manager_ready(self) < 0)
+    if (size == -1 && PyErr_Occurred())
         return NULL;
     if (size <= 0) {
         PyErr_SetString(PyExc_ValueError, "'size' must be a positive number different from zero");
@@ -580,10 +605,8 @@ static PyObject *Manager_block(ManagerObject *self, PyObject *arg)
     }
     pshm_block *b = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = pshm_manager_block(self->mgr, (size_t)size, &b);
-    Py_END_ALLOW_THREADS
-    return rc < 0 ? raise_pshm(rc, NULL) : block_wrap(b, NULL, 0);
+    MANAGER_CALL(self, rc, pshm_manager_block(self->mgr, (size_t)size, &b));
+    return rc != 0 ? raise_manager(rc) : block_wrap(b, NULL, 0);
 }
 
 /* list(values, list_object): fill an unattached List (a ShareableList made
@@ -592,7 +615,7 @@ static PyObject *Manager_list(ManagerObject *self, PyObject *args)
 {
     PyObject *seq;
     ListObject *target;
-    if (!PyArg_ParseTuple(args, "OO!", &seq, &List_Type, &target) || manager_ready(self) < 0)
+    if (!PyArg_ParseTuple(args, "OO!", &seq, &List_Type, &target))
         return NULL;
     Py_ssize_t n;
     PyObject *keep;
@@ -601,29 +624,23 @@ static PyObject *Manager_list(ManagerObject *self, PyObject *args)
         return NULL;
     pshm_list *l = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = pshm_manager_list(self->mgr, values, (size_t)n, &l);
-    Py_END_ALLOW_THREADS
+    MANAGER_CALL(self, rc, pshm_manager_list(self->mgr, values, (size_t)n, &l));
     PyMem_Free(values);
     Py_DECREF(keep);
-    if (rc < 0)
-        return raise_pshm(rc, NULL);
+    if (rc != 0)
+        return raise_manager(rc);
     return list_adopt(target, l) < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
 }
 
 static PyObject *Manager_names(ManagerObject *self, PyObject *unused)
 {
     (void)unused;
-    if (manager_ready(self) < 0)
-        return NULL;
     char **names;
     size_t count;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = pshm_manager_names(self->mgr, &names, &count);
-    Py_END_ALLOW_THREADS
-    if (rc < 0)
-        return raise_pshm(rc, NULL);
+    MANAGER_CALL(self, rc, pshm_manager_names(self->mgr, &names, &count));
+    if (rc != 0)
+        return raise_manager(rc);
     PyObject *out = PyList_New((Py_ssize_t)count);
     for (size_t i = 0; out != NULL && i < count; i++) {
         PyObject *s = PyUnicode_DecodeFSDefault(names[i]);
@@ -644,27 +661,21 @@ static PyObject *Manager_release(ManagerObject *self, PyObject *arg)
             PyErr_SetString(PyExc_TypeError, "release() takes a block name (str)");
         return NULL;
     }
-    if (manager_ready(self) < 0)
-        return NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = pshm_manager_release(self->mgr, name);
-    Py_END_ALLOW_THREADS
+    MANAGER_CALL(self, rc, pshm_manager_release(self->mgr, name));
+    if (rc == MANAGER_GONE)
+        return raise_manager(rc);
     return rc < 0 ? raise_pshm(rc, name) : (Py_INCREF(Py_None), Py_None);
 }
 
 static PyObject *Manager_shutdown(ManagerObject *self, PyObject *unused)
 {
     (void)unused;
-    if (manager_ready(self) < 0)
-        return NULL;
-    pshm_manager *m = self->mgr;
-    self->mgr = NULL; /* shutdown frees the handle, also on error */
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = pshm_manager_shutdown(m);
-    Py_END_ALLOW_THREADS
-    return rc < 0 ? raise_pshm(rc, NULL) : (Py_INCREF(Py_None), Py_None);
+    /* shutdown frees the handle, also on error */
+    MANAGER_CALL(self, rc, pshm_manager_shutdown(self->mgr));
+    MANAGER_CALL(self, rc == MANAGER_GONE ? rc : 0, (self->mgr = NULL, 0));
+    return rc != 0 ? raise_manager(rc) : (Py_INCREF(Py_None), Py_None);
 }
 
 static PyObject *Manager_disconnect(ManagerObject *self, PyObject *unused)
