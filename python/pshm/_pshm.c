@@ -547,6 +547,18 @@ static PyTypeObject List_Type;
         Py_END_ALLOW_THREADS                                          \
     } while (0)
 
+/* End the handle, under its lock: shutdown (which frees it, also on error)
+ * or disconnect. */
+static int manager_end(ManagerObject *self, bool shutdown)
+{
+    pshm_manager *m = self->mgr;
+    self->mgr = NULL;
+    if (shutdown)
+        return pshm_manager_shutdown(m);
+    pshm_manager_disconnect(m);
+    return 0;
+}
+
 static PyObject *raise_manager(int rc)
 {
     if (rc != MANAGER_GONE)
@@ -672,35 +684,48 @@ static PyObject *Manager_shutdown(ManagerObject *self, PyObject *unused)
 {
     (void)unused;
     int rc;
-    /* shutdown frees the handle, also on error */
-    MANAGER_CALL(self, rc, pshm_manager_shutdown(self->mgr));
-    MANAGER_CALL(self, rc == MANAGER_GONE ? rc : 0, (self->mgr = NULL, 0));
+    MANAGER_CALL(self, rc, manager_end(self, true));
     return rc != 0 ? raise_manager(rc) : (Py_INCREF(Py_None), Py_None);
 }
 
 static PyObject *Manager_disconnect(ManagerObject *self, PyObject *unused)
 {
     (void)unused;
-    pshm_manager_disconnect(self->mgr);
-    self->mgr = NULL;
+    int rc;
+    MANAGER_CALL(self, rc, manager_end(self, false));
+    (void)rc; /* disconnecting twice is fine */
     Py_RETURN_NONE;
+}
+
+/* The address or the key, read under the handle's lock. Taken with the
+ * GIL held: no holder of the lock ever waits for the GIL. */
+static PyObject *manager_text(ManagerObject *self, bool key)
+{
+    PyObject *out = NULL;
+    PyThread_acquire_lock(self->lock, WAIT_LOCK);
+    if (self->mgr != NULL && key) {
+        size_t len;
+        const void *k = pshm_manager_authkey(self->mgr, &len);
+        out = PyBytes_FromStringAndSize(k, (Py_ssize_t)len);
+    } else if (self->mgr != NULL) {
+        out = PyUnicode_FromString(pshm_manager_address(self->mgr));
+    } else {
+        raise_manager(MANAGER_GONE);
+    }
+    PyThread_release_lock(self->lock);
+    return out;
 }
 
 static PyObject *Manager_get_address(ManagerObject *self, void *closure)
 {
     (void)closure;
-    return manager_ready(self) < 0 ? NULL
-                                   : PyUnicode_FromString(pshm_manager_address(self->mgr));
+    return manager_text(self, false);
 }
 
 static PyObject *Manager_get_authkey(ManagerObject *self, void *closure)
 {
     (void)closure;
-    if (manager_ready(self) < 0)
-        return NULL;
-    size_t len;
-    const void *key = pshm_manager_authkey(self->mgr, &len);
-    return PyBytes_FromStringAndSize(key, (Py_ssize_t)len);
+    return manager_text(self, true);
 }
 
 static PyMethodDef Manager_methods[] = {
