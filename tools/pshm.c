@@ -113,7 +113,8 @@ static const char WRITE_HELP[] =
     "usage: pshm write NAME [--offset BYTES]\n"
     "\n"
     "Copy stdin into the block at --offset (default 0). If the input would\n"
-    "run past the end of the block, nothing is written.\n";
+    "run past the end of the block, or /dev/shm has no room left for the\n"
+    "pages it covers, nothing is written.\n";
 
 static const char RM_HELP[] =
     "usage: pshm rm NAME...\n"
@@ -836,6 +837,33 @@ static int parse_range(const char *cmd, const char *help, const struct option *o
     return status != EXIT_OK ? status : expect_operands(cmd, argc, 1, 1);
 }
 
+/*
+ * Copy bytes [offset, offset + len) of the block to stdout, through
+ * pshm_block_read: writing straight from the mapping would make the kernel
+ * allocate every never-written page it reads, and on a full /dev/shm fail
+ * with EFAULT ("Bad address").
+ */
+static int copy_to_stdout(const pshm_block *block, size_t offset, size_t len)
+{
+    enum { CHUNK = 1 << 16 };
+    char *chunk = malloc(CHUNK);
+    if (chunk == NULL)
+        return failf("read \"%s\": out of memory", pshm_block_name(block));
+    int status = EXIT_OK;
+    while (status == EXIT_OK && len > 0) {
+        size_t n = len < CHUNK ? len : CHUNK;
+        if (pshm_block_read(block, offset, chunk, n) < 0)
+            status = fail();
+        else if (write_all(STDOUT_FILENO, chunk, n) < 0)
+            status = failf("read \"%s\": writing to stdout: %s", pshm_block_name(block),
+                           strerror(errno));
+        offset += n;
+        len -= n;
+    }
+    free(chunk);
+    return status;
+}
+
 static int cmd_read(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -857,9 +885,8 @@ static int cmd_read(int argc, char **argv)
     else if (range.have_length && length > size - offset)
         status = failf("read \"%s\": offset %zu + length %zu runs past the end of the "
                        "block (size %zu)", name, offset, length, size);
-    else if (write_all(STDOUT_FILENO, (const char *)pshm_block_buf(block) + offset,
-                       range.have_length ? length : size - offset) < 0)
-        status = failf("read \"%s\": writing to stdout: %s", name, strerror(errno));
+    else
+        status = copy_to_stdout(block, offset, range.have_length ? length : size - offset);
     pshm_block_free(block);
     return status;
 }
@@ -881,6 +908,8 @@ static int write_stdin_into(pshm_block *block, size_t offset)
     else if (len > room)
         status = failf("write \"%s\": the input runs past the end of the block (offset "
                        "%zu, size %zu): nothing written", name, offset, size);
+    else if (pshm_block_reserve(block, offset, len) < 0) /* else SIGBUS on a full /dev/shm */
+        status = failf("write: %s; nothing written", pshm_last_error());
     else
         memcpy((char *)pshm_block_buf(block) + offset, data, len);
     free(data);
