@@ -403,7 +403,9 @@ typedef struct pshm_manager pshm_manager;
 PSHM_API int pshm_manager_start(pshm_manager **out, const char *address,
                                 const void *key, size_t keylen);
 
-/* Connect to a running manager by address and key. */
+/* Connect to a running manager by address and key. PSHM_ECONN if the
+ * server is busy or closed the connection during the handshake: under a
+ * flood of strangers' connections it may have evicted ours, so retry. */
 PSHM_API int pshm_manager_connect(pshm_manager **out, const char *address,
                                   const void *key, size_t keylen);
 
@@ -446,7 +448,8 @@ PSHM_API void pshm_manager_disconnect(pshm_manager *m);
  * Run a manager server in the calling process until a client asks for
  * shutdown or SIGTERM/SIGINT arrives; then unlink every block it owns and
  * return 0. ready(address, arg) is called once the server listens (may be
- * NULL). This is what pshm_manager_start runs in its child process and what
+ * NULL). PSHM_ELIMIT, before ready is called, if RLIMIT_NOFILE leaves
+ * descriptors for fewer than 4 connections. This is what pshm_manager_start runs in its child process and what
  * `pshm manager serve` runs in the foreground.
  */
 PSHM_API int pshm_manager_serve(const char *address, const void *key, size_t keylen,

@@ -18,7 +18,13 @@
  *    is answered at a time, so its output never holds more than one reply;
  *  - a connection that has not authenticated within the handshake timeout,
  *    or sends anything malformed, gets a short refusal and is dropped; a
- *    refusal it does not read within the same timeout is abandoned.
+ *    refusal it does not read within the same timeout is abandoned;
+ *  - a new connection is always taken while any slot holds an
+ *    unauthenticated one: the oldest of those makes room (make_room), so
+ *    strangers cannot lock key holders out, and authenticated clients are
+ *    never evicted;
+ *  - the slots and the descriptors they need fit RLIMIT_NOFILE, checked
+ *    before the address is announced (size_slots).
  */
 #include "protocol.h"
 
@@ -34,13 +40,29 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
+/* Connection slots: at most this many, fewer if RLIMIT_NOFILE is low, but
+ * never fewer than MIN_CLIENTS (the server refuses to start instead). */
 #define MAX_CLIENTS 64
+#define MIN_CLIENTS 4
+/* Descriptors the server needs besides its connections: one to accept a
+ * connection before a slot is found for it, and, while a block is created,
+ * the block's own plus the two of the tracker's socketpair (one of them kept
+ * once the tracker runs). */
+#define RESERVE_FDS 3
+/* Connections accepted per loop round at most, so that a flood of them
+ * cannot keep the loop from reading the connections it has. */
+#define ACCEPT_BATCH 16
+/* How long the server stops accepting after accept() failed for want of
+ * descriptors or memory: the pending connection keeps the listening socket
+ * readable, so retrying at once would spin. */
+#define ACCEPT_PAUSE_MS 100
 /* The names of this many blocks fit one OK_NAMES frame with room to spare. */
 #define MAX_OWNED (1u << 20)
 /* Buffers that grew past this are released once empty. */
@@ -168,7 +190,7 @@ struct client {
     size_t in_len, in_cap;
     proto_buf out;     /* queued reply bytes; out_sent of them are gone */
     size_t out_sent;
-    unsigned serial;   /* names the connection in messages */
+    unsigned long long serial; /* accept order; names the connection in messages */
 };
 
 struct server {
@@ -184,15 +206,17 @@ struct server {
     pshm_block *spare;    /* a closed block made ahead of demand, or NULL */
     uint64_t spare_size;  /* make a spare of this size next; 0: none */
     bool stopping;
-    unsigned next_serial;
+    int64_t accept_resume_ms; /* accepting paused until then; 0: not paused */
+    unsigned long long next_serial;
     owned_table owned;
+    size_t nslots;        /* clients[0..nslots) are in use (size_slots) */
     struct client clients[MAX_CLIENTS];
 };
 
 static void client_drop(struct client *c, const char *why)
 {
     if (why != NULL)
-        fprintf(stderr, "pshm manager: dropped connection %u: %s\n", c->serial, why);
+        fprintf(stderr, "pshm manager: dropped connection %llu: %s\n", c->serial, why);
     close(c->fd);
     free(c->in);
     proto_buf_free(&c->out);
@@ -207,7 +231,7 @@ static void client_refuse(struct server *s, struct client *c, int code, const ch
         proto_put_welcome(&c->out, WELCOME_REFUSED, NULL, why);
     else
         proto_put_error(&c->out, code, why);
-    fprintf(stderr, "pshm manager: refusing connection %u: %s\n", c->serial, why);
+    fprintf(stderr, "pshm manager: refusing connection %llu: %s\n", c->serial, why);
     c->closing = true;
     c->deadline = proto_now_ms() + s->handshake_ms;
 }
@@ -378,7 +402,7 @@ typedef char peer_name_t[32];
 
 static const char *peer_name(peer_name_t out, const struct client *c)
 {
-    snprintf(out, sizeof(peer_name_t), "connection %u", c->serial);
+    snprintf(out, sizeof(peer_name_t), "connection %llu", c->serial);
     return out;
 }
 
@@ -573,33 +597,90 @@ static void client_events(struct server *s, struct client *c, short revents)
 
 static struct client *free_slot(struct server *s)
 {
-    for (size_t i = 0; i < MAX_CLIENTS; i++)
+    for (size_t i = 0; i < s->nslots; i++)
         if (s->clients[i].state == CLIENT_FREE)
             return &s->clients[i];
     return NULL;
 }
 
+/* The unauthenticated connection (refused ones included) accepted longest
+ * ago, or NULL if there is none. */
+static struct client *oldest_unauthenticated(struct server *s)
+{
+    struct client *oldest = NULL;
+    for (size_t i = 0; i < s->nslots; i++) {
+        struct client *c = &s->clients[i];
+        if (c->state == CLIENT_HANDSHAKE && (oldest == NULL || c->serial < oldest->serial))
+            oldest = c;
+    }
+    return oldest;
+}
+
+/*
+ * A slot for a connection just accepted; NULL only if every slot holds an
+ * authenticated client. When all are taken, the oldest unauthenticated
+ * connection is evicted: closed without a message, like a handshake
+ * timeout. Evicting rather than refusing the newcomer means a flood of
+ * strangers can shorten a key holder's handshake window but never keep it
+ * out: a connection outlives at least the next S - A - 1 accepted ones (S
+ * slots, A of them authenticated; see docs/manager.md). The victim's input
+ * is read first, so an AUTH that has arrived counts even if the loop has not
+ * read it yet. Evictions are not logged: under a flood, that would flood the
+ * log as well.
+ */
+static struct client *make_room(struct server *s)
+{
+    for (;;) {
+        struct client *c = free_slot(s);
+        if (c != NULL)
+            return c;
+        c = oldest_unauthenticated(s);
+        if (c == NULL)
+            return NULL;
+        if (c->out.len == 0 && !c->closing)
+            client_read(s, c); /* may authenticate, refuse or drop it */
+        if (c->state == CLIENT_HANDSHAKE)
+            client_drop(c, NULL);
+    }
+}
+
 /* Tell a connection we are full; best effort, the socket buffer is empty. */
-static void refuse_busy(int fd)
+static void refuse_busy(const struct server *s, int fd)
 {
     proto_buf b = {0};
     char reason[64];
-    snprintf(reason, sizeof reason, "the server is busy (%d connections)", MAX_CLIENTS);
+    snprintf(reason, sizeof reason, "the server is busy (%zu authenticated connections)",
+             s->nslots);
     if (proto_put_hello(&b, HELLO_BUSY, NULL, reason))
         (void)!send(fd, b.data, b.len, MSG_NOSIGNAL | MSG_DONTWAIT);
     proto_buf_free(&b);
     close(fd);
 }
 
+/* accept() failed for want of descriptors or memory, or for a reason we
+ * cannot fix: the pending connection keeps the listening socket readable,
+ * so stop polling it for a while instead of spinning. */
+static void pause_accepting(struct server *s, int err)
+{
+    fprintf(stderr, "pshm manager: accept on %s: %s; not accepting for %d ms\n", s->address,
+            strerror(err), ACCEPT_PAUSE_MS);
+    s->accept_resume_ms = proto_now_ms() + ACCEPT_PAUSE_MS;
+}
+
 static void accept_clients(struct server *s)
 {
-    for (;;) {
+    for (int taken = 0; taken < ACCEPT_BATCH; taken++) {
         int fd = accept4(s->listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
-            return; /* EAGAIN, or a transient error (EMFILE...) retried next poll */
-        struct client *c = free_slot(s);
+        if (fd < 0 && (errno == EINTR || errno == ECONNABORTED))
+            continue; /* that connection is gone; the next one may be fine */
+        if (fd < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK)
+                pause_accepting(s, errno);
+            return;
+        }
+        struct client *c = make_room(s);
         if (c == NULL) {
-            refuse_busy(fd);
+            refuse_busy(s, fd);
             continue;
         }
         if (s->addr.kind == ADDR_TCP) {
@@ -759,12 +840,48 @@ static void stop_listening(struct server *s)
 
 /* ---- the loop ---------------------------------------------------------- */
 
+/* How many descriptors could be opened now, counted up to `enough` by
+ * taking them (copies of fd) and giving them back. */
+static size_t free_descriptors(int fd, size_t enough)
+{
+    int taken[MAX_CLIENTS + RESERVE_FDS];
+    size_t n = 0;
+    while (n < enough && (taken[n] = fcntl(fd, F_DUPFD_CLOEXEC, 0)) >= 0)
+        n++;
+    for (size_t i = 0; i < n; i++)
+        close(taken[i]);
+    return n;
+}
+
+/*
+ * As many slots as RLIMIT_NOFILE leaves descriptors for (after
+ * RESERVE_FDS), at most MAX_CLIENTS: a connection beyond them could not be
+ * accepted, and poll() fails (EINVAL) on more entries than the limit. The
+ * fixed entries cannot push it over: the listening socket and the signal
+ * pipe's two ends are among the descriptors already open. Runs before the
+ * address is announced, so a server that cannot serve says so instead.
+ */
+static int size_slots(struct server *s)
+{
+    size_t spare = free_descriptors(s->listen_fd, MAX_CLIENTS + RESERVE_FDS);
+    if (spare < MIN_CLIENTS + RESERVE_FDS) {
+        struct rlimit rl = {0};
+        getrlimit(RLIMIT_NOFILE, &rl);
+        return err_set(PSHM_ELIMIT, "serve \"%s\": only %zu file descriptors are free under "
+                       "RLIMIT_NOFILE (%llu); the server needs %d",
+                       s->address, spare, (unsigned long long)rl.rlim_cur,
+                       MIN_CLIENTS + RESERVE_FDS);
+    }
+    s->nslots = spare - RESERVE_FDS;
+    return 0;
+}
+
 enum { FIXED_LISTEN, FIXED_SIGNAL, FIXED_STARTER, FIXED_PIDFD, FIXED_COUNT };
 
 static int poll_timeout(const struct server *s, int64_t now)
 {
-    int64_t soonest = -1;
-    for (size_t i = 0; i < MAX_CLIENTS; i++) {
+    int64_t soonest = s->accept_resume_ms != 0 ? s->accept_resume_ms : -1;
+    for (size_t i = 0; i < s->nslots; i++) {
         const struct client *c = &s->clients[i];
         if (c->state != CLIENT_FREE && c->deadline != 0 &&
             (soonest < 0 || c->deadline < soonest))
@@ -778,11 +895,11 @@ static int poll_timeout(const struct server *s, int64_t now)
 /* One pollfd per client slot (fd -1 when free, so poll skips it). */
 static void fill_pollfds(const struct server *s, struct pollfd *pfd)
 {
-    pfd[FIXED_LISTEN] = (struct pollfd){s->listen_fd, POLLIN, 0};
+    pfd[FIXED_LISTEN] = (struct pollfd){s->accept_resume_ms != 0 ? -1 : s->listen_fd, POLLIN, 0};
     pfd[FIXED_SIGNAL] = (struct pollfd){signal_pipe[0], POLLIN, 0};
     pfd[FIXED_STARTER] = (struct pollfd){s->starter_fd, POLLIN, 0};
     pfd[FIXED_PIDFD] = (struct pollfd){s->starter_pidfd, POLLIN, 0};
-    for (size_t i = 0; i < MAX_CLIENTS; i++) {
+    for (size_t i = 0; i < s->nslots; i++) {
         const struct client *c = &s->clients[i];
         short ev = c->out.len > 0 ? POLLOUT : POLLIN;
         pfd[FIXED_COUNT + i] = (struct pollfd){c->state == CLIENT_FREE ? -1 : c->fd, ev, 0};
@@ -792,7 +909,9 @@ static void fill_pollfds(const struct server *s, struct pollfd *pfd)
 static void expire_deadlines(struct server *s)
 {
     int64_t now = proto_now_ms();
-    for (size_t i = 0; i < MAX_CLIENTS; i++) {
+    if (s->accept_resume_ms != 0 && s->accept_resume_ms <= now)
+        s->accept_resume_ms = 0;
+    for (size_t i = 0; i < s->nslots; i++) {
         struct client *c = &s->clients[i];
         if (c->state == CLIENT_FREE || c->deadline == 0 || c->deadline > now)
             continue;
@@ -818,11 +937,11 @@ static int wait_events(struct server *s, struct pollfd *pfd, bool just_served)
 {
     int64_t spin_end = just_served ? proto_now_us() + SPIN_US : 0;
     for (;;) {
-        int n = poll(pfd, FIXED_COUNT + MAX_CLIENTS, 0);
+        int n = poll(pfd, FIXED_COUNT + s->nslots, 0);
         if (n == 0 && proto_now_us() < spin_end)
             sched_yield();
         if (n != 0 || proto_now_us() >= spin_end)
-            return n != 0 ? n : poll(pfd, FIXED_COUNT + MAX_CLIENTS, poll_timeout(s, proto_now_ms()));
+            return n != 0 ? n : poll(pfd, FIXED_COUNT + s->nslots, poll_timeout(s, proto_now_ms()));
     }
 }
 
@@ -848,7 +967,7 @@ static int serve_loop(struct server *s)
             s->stopping = true;
             break;
         }
-        for (size_t i = 0; i < MAX_CLIENTS; i++)
+        for (size_t i = 0; i < s->nslots; i++)
             if (pfd[FIXED_COUNT + i].revents && s->clients[i].state != CLIENT_FREE)
                 client_events(s, &s->clients[i], pfd[FIXED_COUNT + i].revents);
         if (pfd[FIXED_LISTEN].revents && !s->stopping)
@@ -862,7 +981,7 @@ static int serve_loop(struct server *s)
 static void close_all_clients(struct server *s)
 {
     int64_t end = proto_now_ms() + EXIT_FLUSH_MS;
-    for (size_t i = 0; i < MAX_CLIENTS; i++) {
+    for (size_t i = 0; i < s->nslots; i++) {
         struct client *c = &s->clients[i];
         while (c->state != CLIENT_FREE && c->out.len > 0 && proto_now_ms() < end) {
             c->closing = true;
@@ -895,7 +1014,7 @@ int server_run(const char *address, const void *key, size_t keylen,
     struct saved_signals saved;
     int rc = take_signals(ignore_sigint, &saved);
     if (rc == 0) {
-        if ((rc = start_listening(s, address)) == 0) {
+        if ((rc = start_listening(s, address)) == 0 && (rc = size_slots(s)) == 0) {
             if (ready != NULL)
                 ready(s->address, arg);
             rc = serve_loop(s);

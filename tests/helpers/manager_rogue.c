@@ -12,6 +12,12 @@
  *               (a list of 3 items holding 1)
  *   partial     authenticate, send half a frame, hang up
  *   badversion  answer the challenge with protocol version 99
+ *   hold        the lock-out attack: keep HOLD connections open (more than
+ *               the server's slots), each with half an AUTH frame sent;
+ *               reconnect at once whenever the server closes one. Prints
+ *               "holding" once all HOLD have been greeted, then runs until
+ *               killed or the server is gone. On a server that evicts, this
+ *               is a flood.
  * Server mode:
  *   fake-server ADDRESS   listen on unix:PATH, greet, then answer any
  *               authentication with OK and a MAC made without the key.
@@ -24,6 +30,7 @@
 #include "../../src/protocol.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -34,6 +41,7 @@
 #include <unistd.h>
 
 #define WAIT_MS 30000
+#define HOLD 100
 
 /* The one output buffer, reused for every frame (reachable until exit). */
 static proto_buf wire;
@@ -47,12 +55,30 @@ static int fail(const char *what)
 static int connect_to(const char *address)
 {
     proto_addr a;
-    if (proto_addr_parse("rogue", address, &a) < 0 || a.kind != ADDR_UNIX)
+    if (proto_addr_parse("rogue", address, &a) < 0)
         return -1;
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    memcpy(sun.sun_path, a.path, strlen(a.path) + 1);
-    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-    if (fd >= 0 && connect(fd, (struct sockaddr *)&sun, sizeof sun) < 0) {
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    if (a.kind == ADDR_UNIX) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path, a.path, strlen(a.path) + 1);
+        len = sizeof *sun;
+    } else if (a.family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(a.port);
+        memcpy(&in->sin_addr, a.ip, 4);
+        len = sizeof *in;
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(a.port);
+        memcpy(&in6->sin6_addr, a.ip, 16);
+        len = sizeof *in6;
+    }
+    int fd = socket(a.family, SOCK_STREAM, 0);
+    if (fd >= 0 && connect(fd, (struct sockaddr *)&ss, len) < 0) {
         close(fd);
         return -1;
     }
@@ -159,9 +185,57 @@ static int expect_error_and_close(int fd, const char *mode)
     return 0;
 }
 
+/* A new connection that has sent the first half of an AUTH frame (unless
+ * the server closed it first), or -1 if nobody listens. */
+static int connect_half_auth(const char *address)
+{
+    int fd = connect_to(address);
+    uint8_t zeros[PROTO_MAC_LEN + PROTO_CHALLENGE_LEN] = {0};
+    proto_put_auth(&wire, zeros, zeros + PROTO_MAC_LEN);
+    wire.len /= 2;
+    if (fd >= 0)
+        send_wire(fd);
+    wire.len = 0;
+    return fd;
+}
+
+static int hold(const char *address)
+{
+    struct pollfd conns[HOLD];
+    bool greeted[HOLD] = {false};
+    size_t ever_greeted = 0;
+    for (size_t i = 0; i < HOLD; i++)
+        conns[i] = (struct pollfd){-1, POLLIN, 0};
+    for (;;) {
+        for (size_t i = 0; i < HOLD; i++) {
+            if (conns[i].fd < 0 && (conns[i].fd = connect_half_auth(address)) < 0) {
+                printf("ok: hold: the server is gone\n");
+                return 0;
+            }
+        }
+        if (poll(conns, HOLD, 1000) < 0)
+            return fail("poll");
+        for (size_t i = 0; i < HOLD; i++) {
+            if (conns[i].fd < 0 || conns[i].revents == 0)
+                continue;
+            uint8_t scratch[512];
+            if (recv(conns[i].fd, scratch, sizeof scratch, MSG_DONTWAIT) > 0) {
+                if (!greeted[i] && ++ever_greeted == HOLD)
+                    printf("holding\n");
+                greeted[i] = true;
+                continue;
+            }
+            close(conns[i].fd); /* closed by the server: take another slot */
+            conns[i].fd = -1;
+        }
+    }
+}
+
 static int client_mode(const char *mode, const char *address, const uint8_t *key,
                        size_t keylen)
 {
+    if (strcmp(mode, "hold") == 0)
+        return hold(address);
     int fd = connect_to(address);
     if (fd < 0)
         return fail("connect");
