@@ -40,6 +40,8 @@ HAS_TRACK = not CPYTHON or sys.version_info >= (3, 13)
 # CPython 3.8 lays a ShareableList out differently (item sizes where 3.9+
 # store offsets); libpshm reads and writes the 3.9+ layout only.
 CPYTHON_LIST_LAYOUT_OK = sys.version_info >= (3, 9)
+# The module under test writes lists libpshm reads (pshm's always does).
+MODULE_LIST_LAYOUT_OK = not CPYTHON or CPYTHON_LIST_LAYOUT_OK
 
 pshm_only = unittest.skipIf(CPYTHON, "pshm addition or documented difference")
 needs_track = unittest.skipUnless(HAS_TRACK, "CPython < 3.13 has no track=")
