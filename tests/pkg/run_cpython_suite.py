@@ -1,0 +1,235 @@
+"""CPython's own unit tests for multiprocessing.shared_memory, run on pshm.
+
+Runs the `_TestSharedMemory` class of this interpreter's
+Lib/test/_test_multiprocessing.py in its 'processes' flavour under the fork
+start method, exactly as test_multiprocessing_fork instantiates it
+(install_tests_in_module_dict + setUpModule/tearDownModule), with
+`multiprocessing.shared_memory` and
+`multiprocessing.managers.SharedMemoryManager` swapped for pshm's before the
+test module imports them. The test code is not modified. Python children
+the tests start (script_helper.assert_python_ok, subprocess.Popen of
+sys.executable, which pass -I / -E and so ignore PYTHONPATH) get the same
+swap through a sitecustomize module on their PYTHONPATH, so that they test
+pshm too rather than CPython.
+
+With PSHM_TEST_MODULE=cpython nothing is swapped and every test must pass:
+a check of this runner.
+
+Prints each test's outcome and the list of expected failures (pshm's
+deliberate differences, below); fails if a test fails unexpectedly or an
+expected failure passes. Skips, with the reason printed, where the
+interpreter has no test package.
+"""
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import unittest
+
+CPYTHON = os.environ.get("PSHM_TEST_MODULE", "pshm") == "cpython"
+
+# The tests pshm is expected to fail, each a deliberate difference from
+# CPython (documented in the package's docs), with the reason.
+EXPECTED_FAILURES = {
+    # It sends SIGINT to `smm._process.pid`: CPython's manager is a
+    # multiprocessing.Process child of the starter. pshm's manager is a
+    # libpshm server (pshm_manager_start) and has no `_process` attribute.
+    "test_shared_memory_SharedMemoryServer_ignores_sigint":
+        "uses CPython's manager internals (smm._process)",
+    # It asserts that the killed child's CPython resource tracker printed
+    # "resource_tracker: There appear to be 1 leaked shared_memory objects
+    # to clean up at shutdown". With pshm no CPython tracker runs; pshm's
+    # tracker removes the block (the part of the test that checks the
+    # block is gone passes) and reports in its own words.
+    "test_shared_memory_cleaned_after_process_termination":
+        "asserts CPython's resource_tracker message",
+    # (3.13) It asserts CPython's early delete (gh-82300): a process that
+    # only attached with track=True removes the block when it exits, and
+    # its tracker prints the leak message. With pshm, attaching never
+    # changes whether a block is removed, and the creator still holds it.
+    "test_shared_memory_tracking":
+        "asserts CPython's early delete on attach (gh-82300) and its message",
+}
+
+
+def find_test_module():
+    """This interpreter's test._test_multiprocessing, or None and why."""
+    try:
+        import test._test_multiprocessing as tm
+    except ImportError as e:
+        return None, "test._test_multiprocessing not importable by %s (%s)" % (
+            sys.executable, e)
+    if not hasattr(tm, "_TestSharedMemory"):
+        return None, "no _TestSharedMemory in %s" % tm.__file__
+    return tm, None
+
+
+SITECUSTOMIZE = '''\
+"""Written by tests/pkg/run_cpython_suite.py: point this Python's
+multiprocessing shared memory at pshm before anything imports it."""
+import os
+import sys
+import multiprocessing
+import multiprocessing.managers
+try:
+    import pshm.managers
+    import pshm.shared_memory
+except BaseException as e:  # never let a child test CPython instead, silently
+    sys.stderr.write("run_cpython_suite sitecustomize: cannot import pshm: %r\n" % (e,))
+    os._exit(70)
+sys.modules["multiprocessing.shared_memory"] = pshm.shared_memory
+multiprocessing.shared_memory = pshm.shared_memory
+multiprocessing.managers.SharedMemoryManager = pshm.managers.SharedMemoryManager
+'''
+
+
+def swap_in_pshm():
+    """Make `multiprocessing.shared_memory` and the managers'
+    SharedMemoryManager pshm's, in this process and in Python children."""
+    import multiprocessing
+    import multiprocessing.managers
+    import pshm.managers
+    import pshm.shared_memory
+    sys.modules["multiprocessing.shared_memory"] = pshm.shared_memory
+    multiprocessing.shared_memory = pshm.shared_memory  # what mock.patch('multiprocessing.shared_memory._make_filename') resolves
+    multiprocessing.managers.SharedMemoryManager = pshm.managers.SharedMemoryManager
+
+    shim = tempfile.mkdtemp(prefix="pshm-suite-")
+    with open(os.path.join(shim, "sitecustomize.py"), "w") as f:
+        f.write(SITECUSTOMIZE)
+    # The package's own directory, wherever this process found it.
+    package_root = os.path.dirname(os.path.dirname(os.path.abspath(pshm.__file__)))
+    path = os.pathsep.join([shim, package_root] + [p for p in os.environ.get(
+        "PYTHONPATH", "").split(os.pathsep) if p])
+    os.environ["PYTHONPATH"] = path
+    return shim, path
+
+
+def redirect_children(tm, path):
+    """Python children of the tests get PYTHONPATH (and so the swap): an
+    env var passed to assert_python_ok turns off its -I / -E; the Popen in
+    the test module (only that module's name is rebound) drops -E."""
+    from test.support import script_helper
+    for fname in ("assert_python_ok", "assert_python_failure"):
+        original = getattr(script_helper, fname)
+
+        def wrapper(*args, __original=original, **env_vars):
+            env_vars.setdefault("PYTHONPATH", path)
+            return __original(*args, **env_vars)
+        setattr(script_helper, fname, wrapper)
+
+    class Popen(subprocess.Popen):
+        def __init__(self, args, *a, **kw):
+            if isinstance(args, (list, tuple)) and args and args[0] == sys.executable:
+                code_at = args.index("-c") if "-c" in args else len(args)
+                args = [args[0]] + [x for x in args[1:code_at] if x not in ("-E", "-I")] + \
+                    list(args[code_at:])
+                env = dict(kw.get("env") or os.environ)
+                env["PYTHONPATH"] = path
+                kw["env"] = env
+            super().__init__(args, *a, **kw)
+
+    shim = type(sys)("subprocess")
+    shim.__dict__.update(subprocess.__dict__)
+    shim.Popen = Popen
+    tm.subprocess = shim
+
+
+class Result(unittest.TextTestResult):
+    """Per test method: 'pass', 'fail' or 'skip' (a failing subtest fails
+    its test)."""
+
+    def __init__(self, *a, **kw):
+        super().__init__(*a, **kw)
+        self.outcomes = {}
+
+    def _set(self, test, outcome):
+        name = test.id().rsplit(".", 1)[-1]
+        if self.outcomes.get(name) != "fail":
+            self.outcomes[name] = outcome
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self._set(test, "pass")
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self._set(test, "fail")
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self._set(test, "fail")
+
+    def addSkip(self, test, reason):
+        super().addSkip(test, reason)
+        self._set(test, "skip")
+
+    def addSubTest(self, test, subtest, err):
+        super().addSubTest(test, subtest, err)
+        if err is not None:
+            self._set(test, "fail")
+
+
+def main():
+    print("CPython's _TestSharedMemory on %s (Python %s, %s)" % (
+        "CPython's own module" if CPYTHON else "pshm", sys.version.split()[0], sys.executable),
+        flush=True)
+    shim = None
+    if not CPYTHON:
+        shim, path = swap_in_pshm()  # before the test module imports anything
+    try:
+        tm, why = find_test_module()
+        if tm is None:
+            print("skipped: " + why)
+            print("0 passed, 0 failed, 1 skipped")
+            return 0
+        if not CPYTHON:
+            redirect_children(tm, path)
+            assert tm.shared_memory.__name__.startswith("pshm"), tm.shared_memory
+        return run(tm)
+    finally:
+        if shim:
+            shutil.rmtree(shim, ignore_errors=True)
+
+
+def run(tm):
+    globs = {"__name__": "cpython_suite_on_pshm"}
+    kwargs = {"only_type": "processes"} if "only_type" in \
+        tm.install_tests_in_module_dict.__code__.co_varnames else {}
+    tm.install_tests_in_module_dict(globs, "fork", **kwargs)
+    case = globs["WithProcessesTestSharedMemory"]
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(case)
+    globs["setUpModule"]()
+    try:
+        result = unittest.TextTestRunner(verbosity=2, resultclass=Result).run(suite)
+    finally:
+        globs["tearDownModule"]()
+    expected = {} if CPYTHON else EXPECTED_FAILURES
+    passed = failed = skipped = 0
+    print()
+    for name, outcome in sorted(result.outcomes.items()):
+        if outcome == "skip":
+            skipped += 1
+            verdict = "SKIP"
+        elif name in expected:
+            ok = outcome == "fail"
+            verdict = ("XFAIL (%s)" if ok else "UNEXPECTED PASS (expected to fail: %s)") % \
+                expected[name]
+            passed, failed = passed + ok, failed + (not ok)
+        else:
+            ok = outcome == "pass"
+            verdict = "PASS" if ok else "FAIL (unexpected)"
+            passed, failed = passed + ok, failed + (not ok)
+        print("%-60s %s" % (name, verdict))
+    xfails = sum(1 for n, o in result.outcomes.items() if n in expected and o == "fail")
+    print("expected failures (deliberate differences): %d" % xfails)
+    line = "%d passed, %d failed" % (passed, failed)
+    if skipped:
+        line += ", %d skipped" % skipped
+    print(line)
+    return 1 if failed or not result.outcomes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
