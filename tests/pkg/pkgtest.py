@@ -18,6 +18,8 @@ import sys
 import time
 import unittest
 
+from pkgresult import run_suite
+
 SHM_DIR = "/dev/shm"
 PSHM = os.environ.get("PSHM", "pshm")
 CPYTHON = os.environ.get("PSHM_TEST_MODULE", "pshm") == "cpython"
@@ -217,28 +219,7 @@ class PkgCase(unittest.TestCase):
         return res
 
 
-class _Result(unittest.TextTestResult):
-    """Counts tests (not subtests): a test fails if any of its parts does."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.failed_ids = set()
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self.failed_ids.add(test.id())
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self.failed_ids.add(test.id())
-
-    def addSubTest(self, test, subtest, err):
-        super().addSubTest(test, subtest, err)
-        if err is not None:
-            self.failed_ids.add(test.id())
-
-
-def main(module_globals=None):
+def main():
     """Run the calling module's tests and print the summary line."""
     print("module under test: %s (Python %s, %s)" % (
         MODULE_NAME, sys.version.split()[0], sys.executable), flush=True)
@@ -246,13 +227,4 @@ def main(module_globals=None):
     suite = unittest.defaultTestLoader.loadTestsFromModule(module)
     if len(sys.argv) > 1:
         suite = unittest.defaultTestLoader.loadTestsFromNames(sys.argv[1:], module)
-    runner = unittest.TextTestRunner(verbosity=2, resultclass=_Result)
-    result = runner.run(suite)
-    skipped = len(result.skipped)
-    failed = len(result.failed_ids)
-    passed = result.testsRun - failed - skipped
-    line = "%d passed, %d failed" % (passed, failed)
-    if skipped:
-        line += ", %d skipped" % skipped
-    print(line)
-    sys.exit(1 if failed else 0)
+    sys.exit(run_suite(suite))

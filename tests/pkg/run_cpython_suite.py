@@ -27,6 +27,8 @@ import sys
 import tempfile
 import unittest
 
+from pkgresult import Result, summary
+
 CPYTHON = os.environ.get("PSHM_TEST_MODULE", "pshm") == "cpython"
 
 # The tests pshm is expected to fail, each a deliberate difference from
@@ -136,41 +138,6 @@ def redirect_children(tm, path):
     tm.subprocess = shim
 
 
-class Result(unittest.TextTestResult):
-    """Per test method: 'pass', 'fail' or 'skip' (a failing subtest fails
-    its test)."""
-
-    def __init__(self, *a, **kw):
-        super().__init__(*a, **kw)
-        self.outcomes = {}
-
-    def _set(self, test, outcome):
-        name = test.id().rsplit(".", 1)[-1]
-        if self.outcomes.get(name) != "fail":
-            self.outcomes[name] = outcome
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self._set(test, "pass")
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self._set(test, "fail")
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self._set(test, "fail")
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        self._set(test, "skip")
-
-    def addSubTest(self, test, subtest, err):
-        super().addSubTest(test, subtest, err)
-        if err is not None:
-            self._set(test, "fail")
-
-
 def main():
     print("CPython's _TestSharedMemory on %s (Python %s, %s)" % (
         "CPython's own module" if CPYTHON else "pshm", sys.version.split()[0], sys.executable),
@@ -182,7 +149,7 @@ def main():
         tm, why = find_test_module()
         if tm is None:
             print("skipped: " + why)
-            print("0 passed, 0 failed, 1 skipped")
+            print(summary(0, 0, 1))
             return 0
         if not CPYTHON:
             redirect_children(tm, path)
@@ -208,7 +175,8 @@ def run(tm):
     expected = {} if CPYTHON else EXPECTED_FAILURES
     passed = failed = skipped = 0
     print()
-    for name, outcome in sorted(result.outcomes.items()):
+    outcomes = {test_id.rsplit(".", 1)[-1]: o for test_id, o in result.outcomes.items()}
+    for name, outcome in sorted(outcomes.items()):
         if outcome == "skip":
             skipped += 1
             verdict = "SKIP"
@@ -222,13 +190,10 @@ def run(tm):
             verdict = "PASS" if ok else "FAIL (unexpected)"
             passed, failed = passed + ok, failed + (not ok)
         print("%-60s %s" % (name, verdict))
-    xfails = sum(1 for n, o in result.outcomes.items() if n in expected and o == "fail")
-    print("expected failures (deliberate differences): %d" % xfails)
-    line = "%d passed, %d failed" % (passed, failed)
-    if skipped:
-        line += ", %d skipped" % skipped
-    print(line)
-    return 1 if failed or not result.outcomes else 0
+    xfails = sum(1 for n, o in outcomes.items() if n in expected and o == "fail")
+    print("of the passed, %d failed as expected (deliberate differences)" % xfails)
+    print(summary(passed, failed, skipped))
+    return 1 if failed or not outcomes else 0
 
 
 if __name__ == "__main__":
