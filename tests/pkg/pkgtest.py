@@ -18,7 +18,7 @@ import sys
 import time
 import unittest
 
-from pkgresult import run_suite
+from pkgresult import run_suite, summary
 
 SHM_DIR = "/dev/shm"
 PSHM = os.environ.get("PSHM", "pshm")
@@ -29,9 +29,14 @@ if CPYTHON:
     import multiprocessing.managers as managers
     import multiprocessing.shared_memory as shared_memory
 else:
-    import pshm.managers as managers
-    import pshm.shared_memory as shared_memory
-    import pshm  # noqa: F401  (the top-level names are tested too)
+    try:
+        import pshm.managers as managers
+        import pshm.shared_memory as shared_memory
+    except ImportError as e:  # still end with the summary line
+        print("cannot import pshm with %s (PYTHONPATH=%r): %r" % (
+            sys.executable, os.environ.get("PYTHONPATH"), e))
+        print(summary(0, 1, 0))
+        sys.exit(1)
 
 SharedMemory = shared_memory.SharedMemory
 ShareableList = shared_memory.ShareableList

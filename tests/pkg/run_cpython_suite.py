@@ -144,7 +144,12 @@ def main():
         flush=True)
     shim = None
     if not CPYTHON:
-        shim, path = swap_in_pshm()  # before the test module imports anything
+        try:
+            shim, path = swap_in_pshm()  # before the test module imports anything
+        except ImportError as e:
+            print("cannot import pshm (PYTHONPATH=%r): %r" % (os.environ.get("PYTHONPATH"), e))
+            print(summary(0, 1, 0))
+            return 1
     try:
         tm, why = find_test_module()
         if tm is None:
