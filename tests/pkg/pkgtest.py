@@ -20,7 +20,10 @@ import unittest
 
 from pkgresult import run_suite, summary
 
-SHM_DIR = "/dev/shm"
+# The helpers the other Python tests use (tests/python/pshmtest.py).
+sys.path.insert(1, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "python"))
+from pshmtest import SHM_DIR, remove_block, shm_exists  # noqa: E402
+
 PSHM = os.environ.get("PSHM", "pshm")
 CPYTHON = os.environ.get("PSHM_TEST_MODULE", "pshm") == "cpython"
 MODULE_NAME = "cpython" if CPYTHON else "pshm"
@@ -61,10 +64,6 @@ def unique_name(tag):
     return "pkgt_%s_%d_%d" % (tag, os.getpid(), next(_counter))
 
 
-def shm_exists(name):
-    return os.path.exists(os.path.join(SHM_DIR, name.lstrip("/")))
-
-
 def wait_for(predicate, seconds=10.0):
     """Poll `predicate` until it is true or `seconds` pass; its last value."""
     deadline = time.monotonic() + seconds
@@ -77,14 +76,6 @@ def wait_for(predicate, seconds=10.0):
 
 def wait_gone(name, seconds=10.0):
     return wait_for(lambda: not shm_exists(name), seconds)
-
-
-def remove_block(name):
-    """Unlink a block if it is still there (cleanup; never fails)."""
-    try:
-        os.unlink(os.path.join(SHM_DIR, name.lstrip("/")))
-    except FileNotFoundError:
-        pass
 
 
 def mappings_of(name):

@@ -117,47 +117,34 @@ class AcrossLanguages(TrackerCase):
         self.release(holder)
         self.assertTrue(wait_gone(held), "not removed after its last holder left")
 
-    def test_c_holder_keeps_a_python_block(self):
-        held, sentinel = self.names("py_c")
+    def check_holder_outlives_python_creator(self, tag, start_holder, end_holder):
+        """A Python process creates HELD and a sentinel and exits; the
+        holder START_HOLDER(held) started keeps HELD until END_HOLDER."""
+        held, sentinel = self.names(tag)
         creator = self.python_holder("create:" + held, "create:" + sentinel,
                                      stderr=self.creator_stderr())
-        holder = self.c_holder("attach", held)
+        holder = start_holder(held)
         self.release(creator)
         self.assert_outlives_creator(held, sentinel)
-        self.end_c_holder(holder)
-        self.assertTrue(wait_gone(held))
+        end_holder(holder)
+        self.assertTrue(wait_gone(held), "not removed after its last holder left")
+
+    def test_c_holder_keeps_a_python_block(self):
+        self.check_holder_outlives_python_creator(
+            "py_c", lambda held: self.c_holder("attach", held), self.end_c_holder)
 
     def test_cli_holder_keeps_a_python_block(self):
-        held, sentinel = self.names("py_cli")
-        creator = self.python_holder("create:" + held, "create:" + sentinel,
-                                     stderr=self.creator_stderr())
-        holder = self.cli_holder(held)
-        self.release(creator)
-        self.assert_outlives_creator(held, sentinel)
-        holder.stdin.close()
-        self.assertEqual(holder.wait(timeout=15), 0)
-        self.assertTrue(wait_gone(held))
+        self.check_holder_outlives_python_creator("py_cli", self.cli_holder, self.release)
 
     def test_python_holder_keeps_a_python_block(self):
-        held, sentinel = self.names("py_py")
-        creator = self.python_holder("create:" + held, "create:" + sentinel,
-                                     stderr=self.creator_stderr())
-        holder = self.python_holder("attach:" + held)
-        self.release(creator)
-        self.assert_outlives_creator(held, sentinel)
-        self.release(holder)
-        self.assertTrue(wait_gone(held))
+        self.check_holder_outlives_python_creator(
+            "py_py", lambda held: self.python_holder("attach:" + held), self.release)
 
     def test_untracked_python_attach_still_holds(self):
         # track=False skips registering, not holding: the flock stays.
-        held, sentinel = self.names("py_untr")
-        creator = self.python_holder("create:" + held, "create:" + sentinel,
-                                     stderr=self.creator_stderr())
-        holder = self.python_holder("attach_untracked:" + held)
-        self.release(creator)
-        self.assert_outlives_creator(held, sentinel)
-        self.release(holder)
-        self.assertTrue(wait_gone(held))
+        self.check_holder_outlives_python_creator(
+            "py_untr", lambda held: self.python_holder("attach_untracked:" + held),
+            self.release)
 
     def test_every_kind_of_holder_at_once(self):
         held, sentinel = self.names("py_all")
@@ -168,8 +155,7 @@ class AcrossLanguages(TrackerCase):
         self.release(creator)
         self.assert_outlives_creator(held, sentinel)
         self.end_c_holder(holders[0])
-        holders[1].stdin.close()
-        holders[1].wait(timeout=15)
+        self.release(holders[1])
         # Two holders gone, the Python one remains (a weaker check than the
         # sentinel's: a wrong removal could come moments later).
         self.assertTrue(shm_exists(held))
