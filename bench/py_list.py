@@ -23,26 +23,6 @@ def main():
     ints = ShareableList(range(1000))
     strs = ShareableList(["value 0"] * CYCLE)
     try:
-        def get_int(rounds):
-            for _ in range(rounds):
-                for i in range(CYCLE):
-                    ints[i]
-
-        def set_int(rounds):
-            for _ in range(rounds):
-                for i in range(CYCLE):
-                    ints[i] = i
-
-        def get_str(rounds):
-            for _ in range(rounds):
-                for i in range(CYCLE):
-                    strs[i]
-
-        def set_str(rounds):
-            for _ in range(rounds):
-                for i in range(CYCLE):
-                    strs[i] = "value 1"
-
         def create_1000(count):
             for _ in range(count):
                 sl = ShareableList(range(1000))
@@ -54,10 +34,8 @@ def main():
                 sum(ints)
 
         # The per-item batches run CYCLE operations per round.
-        measure("list.get_int", get_int, CYCLE)
-        measure("list.set_int", set_int, CYCLE)
-        measure("list.get_str", get_str, CYCLE)
-        measure("list.set_str", set_str, CYCLE)
+        for name, batch in pybench.item_batches(ints, strs, CYCLE).items():
+            measure("list." + name, batch, CYCLE)
         measure("list.create_1000", create_1000)
         measure("list.sum_1000", sum_1000)
     finally:

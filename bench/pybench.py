@@ -66,3 +66,30 @@ def measure_batch(batch, ops_per_call=1):
 def report(figure, impl, ns, decimals=1):
     """Print one BENCH line, ns to `decimals` decimals."""
     print(f"BENCH {figure} {impl} {ns:.{decimals}f}", flush=True)
+
+
+def item_batches(ints, strs, cycle):
+    """The per-item list batches both list benchmarks time, each running
+    `cycle` operations per round: sl[i] and sl[i] = v over int items and
+    over str items (that fit their storage)."""
+    def get_int(rounds):
+        for _ in range(rounds):
+            for i in range(cycle):
+                ints[i]
+
+    def set_int(rounds):
+        for _ in range(rounds):
+            for i in range(cycle):
+                ints[i] = i
+
+    def get_str(rounds):
+        for _ in range(rounds):
+            for i in range(cycle):
+                strs[i]
+
+    def set_str(rounds):
+        for _ in range(rounds):
+            for i in range(cycle):
+                strs[i] = "value 1"
+
+    return {"get_int": get_int, "set_int": set_int, "get_str": get_str, "set_str": set_str}

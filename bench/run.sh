@@ -20,6 +20,9 @@ REPEATS=${PSHM_BENCH_REPEATS:-5}
 TIMEOUT=${PSHM_BENCH_TIMEOUT:-300}
 PYTHON=${PYTHON:-python3}
 
+# The Python package (bench/py_package.py) as the build laid it out.
+export PYTHONPATH="$BUILD/python${PYTHONPATH:+:$PYTHONPATH}"
+
 RAW=$(mktemp -d "${TMPDIR:-/tmp}/pshm-bench.XXXXXX")
 trap 'rm -rf "$RAW"' EXIT
 

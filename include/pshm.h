@@ -105,8 +105,10 @@ enum pshm_flags {
     /* Attach only: map the block read-only (PROT_READ on an O_RDONLY
      * descriptor); writes through buf fault. */
     PSHM_READONLY = 1u << 1,
-    /* Pre-fault every page of the mapping now (MAP_POPULATE), so the first
-     * touch of each page later costs no page fault. */
+    /* Create: reserve every page of the block now (fallocate), so a full
+     * /dev/shm is a clean PSHM_ELIMIT from create, never a SIGBUS later
+     * (see pshm_block_create). Create and attach: pre-fault the mapping
+     * (MAP_POPULATE), so the first touch of each page costs no fault. */
     PSHM_POPULATE = 1u << 2
 };
 
@@ -122,9 +124,23 @@ typedef struct pshm_block pshm_block;
  * name is PSHM_EEXIST, never an attach. `name` NULL picks a fresh random
  * "psm_XXXXXXXX" name (retrying on collision). A leading '/' in `name` is
  * accepted and ignored. The block has mode 0600 (01600 when tracked) and is
- * zero-filled. On success *out is a mapped, read-write handle.
+ * zero-filled. On success *out is a mapped, read-write handle. The size is
+ * checked before anything is made (PSHM_EBADSIZE).
  * A tracked create whose tracker cannot be started (no descriptors or
  * processes left) fails, naming the system call, and leaves nothing behind.
+ *
+ * A full /dev/shm: without PSHM_POPULATE the kernel gives a block's pages
+ * lazily, at the first touch of each page through buf, and a read touches
+ * too (a never-written page of a shared mapping needs a page of its own).
+ * When /dev/shm has no page left at that moment, the touching process gets
+ * SIGBUS, which kills it unless handled. create refuses a block of 1 MiB
+ * or more that does not fit in the free space (PSHM_ELIMIT), but that
+ * space is shared with every other process, so it can still run out
+ * later. A program that must not die of it creates with PSHM_POPULATE
+ * (every page reserved now, or a clean PSHM_ELIMIT here), reserves the
+ * range it is about to write with pshm_block_reserve, and reads a block
+ * that may have never-written pages with pshm_block_read. Lists and the
+ * manager's blocks and lists are always reserved at create.
  */
 PSHM_API int pshm_block_create(pshm_block **out, const char *name, size_t size,
                                unsigned flags);
@@ -148,6 +164,24 @@ PSHM_API size_t pshm_block_size(const pshm_block *b);
 PSHM_API const char *pshm_block_name(const pshm_block *b);
 /* Whether the handle is still open (mapped). */
 PSHM_API bool pshm_block_is_open(const pshm_block *b);
+
+/*
+ * Reserve the pages of bytes [offset, offset + len) of the block (fallocate),
+ * so writes to them through buf cannot raise SIGBUS on a full /dev/shm.
+ * Pages already there, and their contents, are kept; len 0 does nothing.
+ * No room is PSHM_ELIMIT ("... no space left in /dev/shm ...") and leaves
+ * the free space as it was. A closed handle is PSHM_ECLOSED; a read-only
+ * handle or a range past the end of the block is PSHM_EINVAL.
+ */
+PSHM_API int pshm_block_reserve(pshm_block *b, size_t offset, size_t len);
+
+/*
+ * Copy bytes [offset, offset + len) of the block into dst (pread on the
+ * block, not through buf): pages never written read as zeros without being
+ * allocated, so this never faults, even on a full /dev/shm. A closed handle
+ * is PSHM_ECLOSED; a range past the end of the block is PSHM_EINVAL.
+ */
+PSHM_API int pshm_block_read(const pshm_block *b, size_t offset, void *dst, size_t len);
 
 /*
  * Release this handle's mapping and descriptor; the block itself stays. A
@@ -276,7 +310,8 @@ typedef struct pshm_list pshm_list;
  * random name). str and bytes items get their encoded length rounded up to
  * a multiple of 8 with at least one spare byte; an item over the 8-character
  * format limit (9,999,991 bytes) is PSHM_ETOOBIG. n may be 0. Flags as for
- * pshm_block_create.
+ * pshm_block_create. Every page is reserved before it is written: a full
+ * /dev/shm is PSHM_ELIMIT ("no space left in /dev/shm"), leaving nothing.
  */
 PSHM_API int pshm_list_create(pshm_list **out, const char *name,
                               const pshm_value *values, size_t n, unsigned flags);
@@ -377,9 +412,12 @@ PSHM_API const char *pshm_manager_address(const pshm_manager *m);
 /* The authkey (pointer into the handle). */
 PSHM_API const void *pshm_manager_authkey(const pshm_manager *m, size_t *len);
 
-/* Ask the server to create a block; *out is an attached, untracked handle. */
+/* Ask the server to create a block; *out is an attached, untracked handle.
+ * The server reserves its pages first (so writes to it cannot raise SIGBUS
+ * on a full /dev/shm): no room is PSHM_ELIMIT, and nothing is left. */
 PSHM_API int pshm_manager_block(pshm_manager *m, size_t size, pshm_block **out);
-/* Ask the server to create a list; *out is attached, untracked. */
+/* Ask the server to create a list; *out is attached, untracked. Reserved
+ * like a block: no room is PSHM_ELIMIT. */
 PSHM_API int pshm_manager_list(pshm_manager *m, const pshm_value *values, size_t n,
                                pshm_list **out);
 /* Names the server owns: *names is a malloc'd array of malloc'd strings;

@@ -5,17 +5,15 @@ set -euo pipefail
 
 packages=(cmake make gcc clang libclang-rt-dev pkg-config python3
           libcriterion-dev libsodium-dev libunistring-dev
-          gnuplot-nox valgrind)
+          gnuplot-nox valgrind
+          python3-dev python3-setuptools python3-wheel python3-numpy)
 
 missing=()
 for p in "${packages[@]}"; do
+  # python3 itself may come from elsewhere (pyenv): any working one will do.
+  [ "$p" = python3 ] && command -v python3 >/dev/null 2>&1 && continue
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
-# python3 may come from elsewhere (pyenv); the tests only need a working one.
-if command -v python3 >/dev/null 2>&1; then
-  missing=("${missing[@]/python3}")
-fi
-read -ra missing <<<"${missing[*]}"
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 echo "install-deps: installing ${missing[*]}" >&2

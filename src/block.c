@@ -138,18 +138,42 @@ static pshm_block *block_new(unsigned flags)
 /* Below this size the free-space check is not worth its system call. */
 #define SPACE_CHECK_MIN ((size_t)1 << 20)
 
+/* Bytes free in b's file system, for messages. */
+static unsigned long long space_free(const pshm_block *b)
+{
+    struct statvfs vfs;
+    return fstatvfs(b->fd, &vfs) == 0 ? (unsigned long long)vfs.f_bavail * vfs.f_frsize : 0;
+}
+
+/*
+ * fallocate(2) itself, not posix_fallocate: where the file system cannot
+ * reserve, glibc's fallback writes into the range, which would race with
+ * other processes' writes to a live block. tmpfs undoes a reservation that
+ * failed part way, so a failure leaves the free space as it was.
+ */
+int block_reserve(const pshm_block *b, const char *what, size_t offset, size_t len)
+{
+    int rc;
+    do
+        rc = len == 0 ? 0 : fallocate(b->fd, 0, (off_t)offset, (off_t)len);
+    while (rc < 0 && errno == EINTR);
+    if (rc == 0)
+        return 0;
+    if (errno == ENOSPC)
+        return err_set(PSHM_ELIMIT, "%s \"%s\": fallocate: no space left in " SHM_DIR
+                       " for %zu bytes at offset %zu (%llu bytes free)", what, b->name, len,
+                       offset, space_free(b));
+    return err_errno(errno, what, b->name, "fallocate");
+}
+
 /*
  * Give the new, empty object its size. Without PSHM_POPULATE tmpfs reserves
  * pages lazily, so a large block that cannot fit in the free space is
  * refused here rather than raising SIGBUS at the first write past the end
- * of the space; with it, fallocate reserves every page now.
+ * of the space; with it, every page is reserved now.
  */
 static int size_new_block(pshm_block *b, size_t size)
 {
-    if (size == 0)
-        return err_set(PSHM_EBADSIZE, "create \"%s\": size must be greater than 0", b->name);
-    if (size > (size_t)INT64_MAX)
-        return err_set(PSHM_EBADSIZE, "create \"%s\": size %zu is too large", b->name, size);
     struct statvfs vfs;
     /* f_blocks == 0: a tmpfs without a size limit, where nothing can be said. */
     if (size >= SPACE_CHECK_MIN && fstatvfs(b->fd, &vfs) == 0 && vfs.f_blocks != 0 &&
@@ -160,12 +184,28 @@ static int size_new_block(pshm_block *b, size_t size)
     if (ftruncate(b->fd, (off_t)size) < 0)
         return err_errno(errno, "create", b->name, "ftruncate");
     if (b->flags & PSHM_POPULATE) {
-        int rc = posix_fallocate(b->fd, 0, (off_t)size);
-        if (rc != 0)
-            return err_errno(rc, "create", b->name, "posix_fallocate");
+        int rc = block_reserve(b, "create", 0, size);
+        if (rc < 0)
+            return rc;
     }
     b->size = size;
     return 0;
+}
+
+/* Checked before anything is made, so the message names only what the
+ * caller gave: never a random name the caller has not seen. */
+static int check_size(const char *name, size_t size)
+{
+    if (size != 0 && size <= (size_t)INT64_MAX)
+        return 0;
+    char who[PSHM_NAME_MAX + 32];
+    if (name == NULL)
+        snprintf(who, sizeof who, "create (random name)");
+    else
+        snprintf(who, sizeof who, "create \"%.*s\"", PSHM_NAME_MAX + 1, name);
+    if (size == 0)
+        return err_set(PSHM_EBADSIZE, "%s: size must be greater than 0", who);
+    return err_set(PSHM_EBADSIZE, "%s: size %zu is too large", who, size);
 }
 
 static int map_block(pshm_block *b, const char *what)
@@ -322,12 +362,14 @@ int pshm_block_create(pshm_block **out, const char *name, size_t size, unsigned 
         return err_set(PSHM_EINVAL, "create \"%s\": NULL handle pointer or invalid flags "
                        "(PSHM_READONLY is for attach)", shown);
     *out = NULL;
+    int rc = check_size(name, size);
+    if (rc < 0)
+        return rc;
     if (name == NULL && sodium_init() < 0)
         return err_set(PSHM_ESYS, "create: libsodium failed to initialise");
     pshm_block *b = block_new(flags);
     if (b == NULL)
         return err_set(PSHM_ELIMIT, "create \"%s\": out of memory", shown);
-    int rc = 0;
     if (name != NULL)
         rc = name_normalize("create", name, b->name);
     else
@@ -436,6 +478,49 @@ const char *pshm_block_name(const pshm_block *b)
 bool pshm_block_is_open(const pshm_block *b)
 {
     return b != NULL && b->buf != NULL;
+}
+
+/* The handle and range checks pshm_block_reserve and pshm_block_read share. */
+static int check_range(const pshm_block *b, const char *what, size_t offset, size_t len)
+{
+    if (b == NULL)
+        return err_set(PSHM_EINVAL, "%s: NULL handle", what);
+    if (b->buf == NULL)
+        return err_set(PSHM_ECLOSED, "%s \"%s\": %s", what, b->name,
+                       pshm_strerror(PSHM_ECLOSED));
+    if (offset > b->size || len > b->size - offset)
+        return err_set(PSHM_EINVAL, "%s \"%s\": offset %zu + length %zu runs past the end "
+                       "of the block (size %zu)", what, b->name, offset, len, b->size);
+    return 0;
+}
+
+int pshm_block_reserve(pshm_block *b, size_t offset, size_t len)
+{
+    int rc = check_range(b, "reserve", offset, len);
+    if (rc == 0 && (b->flags & PSHM_READONLY))
+        rc = err_set(PSHM_EINVAL, "reserve \"%s\": the handle is read-only (PSHM_READONLY)",
+                     b->name);
+    return rc < 0 ? rc : block_reserve(b, "reserve", offset, len);
+}
+
+/* pread, not the mapping: reading a hole of a tmpfs file gives zeros
+ * without allocating a page, where touching it through buf needs one. */
+int pshm_block_read(const pshm_block *b, size_t offset, void *dst, size_t len)
+{
+    int rc = check_range(b, "read", offset, len);
+    if (rc == 0 && dst == NULL && len > 0)
+        rc = err_set(PSHM_EINVAL, "read \"%s\": NULL destination", b->name);
+    for (size_t done = 0; rc == 0 && done < len;) {
+        ssize_t got = pread(b->fd, (char *)dst + done, len - done, (off_t)(offset + done));
+        if (got > 0)
+            done += (size_t)got;
+        else if (got == 0)
+            rc = err_set(PSHM_ESYS, "read \"%s\": the block shrank below %zu bytes while "
+                         "being read", b->name, offset + len);
+        else if (errno != EINTR)
+            rc = err_errno(errno, "read", b->name, "pread");
+    }
+    return rc;
 }
 
 int pshm_block_close(pshm_block *b)

@@ -72,6 +72,14 @@ int block_track_attached(pshm_block *b, unsigned flags, const char *what);
 /* Validate a user-given name and write the bare name (no '/') to out. */
 int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 1]);
 
+/*
+ * Allocate the pages of [offset, offset + len) of b's object (len 0: none),
+ * so writing them later cannot raise SIGBUS on a full /dev/shm. No space is
+ * PSHM_ELIMIT "<what> \"<name>\": ... no space left in /dev/shm ...". The
+ * caller has checked the handle and the range.
+ */
+int block_reserve(const pshm_block *b, const char *what, size_t offset, size_t len);
+
 
 /*
  * The list of this process's open handles, and the one lock that guards it

@@ -442,6 +442,12 @@ int pshm_list_create(pshm_list **out, const char *name, const pshm_value *values
     int rc = plan_layout(shown, values, n, offsets, &size);
     if (rc == 0)
         rc = pshm_block_create(&b, name, size, flags);
+    /* Every page is written below: reserved first, so a full /dev/shm is
+     * this error and not a SIGBUS in the middle of the layout. */
+    if (rc == 0 && (rc = block_reserve(b, "create", 0, size)) < 0) {
+        pshm_block_unlink(b);
+        pshm_block_free(b);
+    }
     if (rc < 0) {
         free(offsets);
         return rc;

@@ -229,14 +229,21 @@ static int own_or_unlink(struct server *s, pshm_block *b)
     return rc;
 }
 
-/* A new block of `size` bytes, created tracked and closed again at once:
- * closing our mapping drops our flock, so only clients keep it alive. */
+/*
+ * A new block of `size` bytes, created tracked and closed again at once:
+ * closing our mapping drops our flock, so only clients keep it alive. Its
+ * pages are reserved, so a full /dev/shm is a clean error for the client
+ * that asked, and no client's write into the block can raise SIGBUS.
+ */
 static int create_closed(uint64_t size, pshm_block **out)
 {
     if ((uint64_t)(size_t)size != size)
         return err_set(PSHM_EBADSIZE, "create: size %llu is too large", (unsigned long long)size);
     int rc = pshm_block_create(out, NULL, (size_t)size, 0);
-    if (rc == 0 && (rc = pshm_block_close(*out)) < 0) {
+    if (rc < 0)
+        return rc;
+    if ((rc = block_reserve(*out, "create", 0, (size_t)size)) < 0 ||
+        (rc = pshm_block_close(*out)) < 0) {
         pshm_block_unlink(*out);
         pshm_block_free(*out);
     }
@@ -279,6 +286,7 @@ static void do_create_block(struct server *s, struct client *c, uint64_t size)
         b = s->spare;
         s->spare = NULL;
     } else {
+        drop_spare(s); /* its reserved pages may be the room this block needs */
         rc = create_closed(size, &b);
     }
     if (rc == 0 && (rc = own_or_unlink(s, b)) == 0) {

@@ -205,6 +205,33 @@ class Listing(CliTestCase):
         self.assertIn(name, [entry["name"] for entry in listing])
         self.assertIn(name, os.listdir("/dev/shm"))
 
+    def test_human_output_escapes_names(self):
+        # ESC [2J clears the screen, \r rewinds the line, \x07 rings, \n
+        # splits the row, \xff is not UTF-8, \xc2\x9b is the C1 form of ESC [,
+        # \x7f is DEL; é stays, a backslash is doubled.
+        prefix = os.fsencode(unique_name("esc"))
+        raw = prefix + b"\x1b[2J\r\x07\nA\xff\xc3\xa9\\\xc2\x9b\x7f"
+        shown = prefix + rb"\x1b[2J\r\a\nA\xff" + "é".encode() + rb"\\\xc2\x9b\x7f"
+        self.pshm_ok("create", "--name", raw, "--size", "5")
+        self.track(os.fsdecode(raw))
+        info = self.pshm_ok("info", raw)
+        listing = self.pshm_ok("ls")
+        for label, out in (("info", info), ("ls", listing)):
+            with self.subTest(output=label):
+                for byte in (b"\x1b", b"\r", b"\x07", b"\xff", b"\xc2\x9b", b"\x7f"):
+                    self.assertNotIn(byte, out)
+        self.assertIn(b"name:  " + shown + b"\n", info)
+        rows = [line.split() for line in listing.split(b"\n") if line.startswith(prefix)]
+        self.assertEqual(rows, [[shown, b"5", b"0600", pwd.getpwuid(os.getuid()).pw_name
+                                 .encode()]])
+
+    def test_ls_columns_align_with_multibyte_names(self):
+        names = [self.create(8, unique_name("wide") + suffix) for suffix in ("_ééé", "_abc")]
+        lines = [line for line in self.pshm_ok("ls").decode().splitlines()
+                 if line.startswith(tuple(names))]
+        self.assertEqual(len(lines), 2)
+        self.assertEqual(len(lines[0]), len(lines[1]), lines)
+
     def test_ls_matches_dev_shm(self):
         names = [self.create(size) for size in (10, 20)]
         listing = {e["name"]: e for e in json.loads(self.pshm_ok("ls", "--json"))}

@@ -2,6 +2,7 @@
 # `cmake --install` then use the result the two documented ways: a CMake
 # project with find_package(pshm) (shared and static targets) and a plain
 # compile with `pkg-config --cflags --libs pshm`. Each program must run.
+# And the Python package, importable from where it was installed.
 set -euo pipefail
 src=${PSHM_SOURCE:?run through ctest}
 work=$(mktemp -d)
@@ -9,7 +10,7 @@ trap 'rm -rf "$work"' EXIT
 prefix=$work/prefix
 
 cmake -S "$src" -B "$work/build" -DCMAKE_INSTALL_PREFIX="$prefix" \
-      -DPSHM_TESTS=OFF -DPSHM_BENCH=OFF >/dev/null
+      -DPSHM_PYTHON_INSTALL_DIR="$prefix/python" -DPSHM_TESTS=OFF -DPSHM_BENCH=OFF >/dev/null
 cmake --build "$work/build" -j "$(nproc)" >/dev/null
 cmake --install "$work/build" >/dev/null
 libdir=$(dirname "$(find "$prefix" -name 'libpshm.so' | head -n 1)")
@@ -23,5 +24,12 @@ export PKG_CONFIG_PATH=$libdir/pkgconfig
 # shellcheck disable=SC2046
 cc "$src/tests/install/app.c" $(pkg-config --cflags --libs pshm) -o "$work/app_pc"
 LD_LIBRARY_PATH=$libdir "$work/app_pc" | grep -q '^made psm_'
-echo "install: find_package (shared, static) and pkg-config consumers ran"
-echo "3 passed, 0 failed"
+(cd "$work" && PYTHONPATH="$prefix/python" python3 -c '
+import pshm
+s = pshm.SharedMemory(create=True, size=8, track=False)
+s.buf[0] = 7
+print("python: made", s.name, s.buf[0])
+s.close()
+s.unlink()' | grep -q '^python: made psm_.* 7$')
+echo "install: find_package (shared, static), pkg-config and Python consumers ran"
+echo "4 passed, 0 failed"

@@ -89,14 +89,17 @@ static const char ATTACH_HELP[] =
 static const char INFO_HELP[] =
     "usage: pshm info NAME [--json]\n"
     "\n"
-    "Print a block's name, size, mode and owner.\n"
+    "Print a block's name, size, mode and owner. The name is escaped as\n"
+    "'pshm ls' shows it (see 'pshm ls --help').\n"
     "\n"
     "  --json   print one JSON object\n";
 
 static const char LS_HELP[] =
     "usage: pshm ls [--json]\n"
     "\n"
-    "List the blocks this user can see: NAME SIZE MODE OWNER.\n"
+    "List the blocks this user can see: NAME SIZE MODE OWNER. In a name,\n"
+    "control characters and bytes that are not UTF-8 are shown escaped, as\n"
+    "'ls -b' does but in hex: \\n, \\r, \\t, ... or \\xHH; a backslash as \\\\.\n"
     "\n"
     "  --json   print a JSON array of objects\n";
 
@@ -110,7 +113,8 @@ static const char WRITE_HELP[] =
     "usage: pshm write NAME [--offset BYTES]\n"
     "\n"
     "Copy stdin into the block at --offset (default 0). If the input would\n"
-    "run past the end of the block, nothing is written.\n";
+    "run past the end of the block, or /dev/shm has no room left for the\n"
+    "pages it covers, nothing is written.\n";
 
 static const char RM_HELP[] =
     "usage: pshm rm NAME...\n"
@@ -514,6 +518,63 @@ static void print_json_string(const char *text)
     putchar('"');
 }
 
+/* Room for a name with every byte shown as \xHH, and the NUL. */
+#define SHOWN_NAME_MAX (4 * PSHM_NAME_MAX + 1)
+
+/* Whether the valid UTF-8 sequence at s (len bytes) is a control character:
+ * C0, DEL or C1 (U+0080-U+009F, which some terminals obey like ESC [). */
+static bool is_control(const unsigned char *s, size_t len)
+{
+    return (len == 1 && (*s < 0x20 || *s == 0x7f)) || (len == 2 && s[0] == 0xc2 && s[1] <= 0x9f);
+}
+
+/* Append the escape for byte c to out at *n: \a \b \t \n \v \f \r, else \xHH. */
+static void escape_byte(unsigned char c, char *out, size_t *n)
+{
+    static const char bytes[] = "\a\b\t\n\v\f\r", letters[] = "abtnvfr";
+    const char *known = c != 0 ? memchr(bytes, c, sizeof bytes - 1) : NULL;
+    if (known != NULL)
+        *n += (size_t)snprintf(out + *n, SHOWN_NAME_MAX - *n, "\\%c", letters[known - bytes]);
+    else
+        *n += (size_t)snprintf(out + *n, SHOWN_NAME_MAX - *n, "\\x%02x", c);
+}
+
+/*
+ * Copy a block name (at most PSHM_NAME_MAX bytes: it may come from any
+ * user's /dev/shm entry) into out, safe to print on a terminal, like
+ * `ls -b` but in hex: control characters (C0, DEL, C1) and bytes that are
+ * not UTF-8 become \a \b \t \n \v \f \r or \xHH (always two hex digits), a
+ * backslash becomes \\, valid printable UTF-8 stays as it is. Returns the
+ * result's width, counting one column per character.
+ */
+static int shown_name(const char *name, char out[SHOWN_NAME_MAX])
+{
+    const unsigned char *s = (const unsigned char *)name;
+    size_t n = 0;
+    int width = 0;
+    while (*s != '\0') {
+        size_t len = utf8_sequence_length(s);
+        if (len == 0 || is_control(s, len)) {
+            size_t start = n;
+            for (size_t i = 0; i < (len ? len : 1); i++)
+                escape_byte(*s++, out, &n);
+            width += (int)(n - start);
+        } else if (*s == '\\') {
+            memcpy(out + n, "\\\\", 2);
+            n += 2;
+            s++;
+            width += 2;
+        } else {
+            memcpy(out + n, s, len);
+            n += len;
+            s += len;
+            width++;
+        }
+    }
+    out[n] = '\0';
+    return width;
+}
+
 /* The user name for uid, or NULL if the system does not know it. */
 static const char *user_name(uint32_t uid)
 {
@@ -662,8 +723,10 @@ static int cmd_info(int argc, char **argv)
         return EXIT_OK;
     }
     const char *user = user_name(info.uid);
+    char shown[SHOWN_NAME_MAX];
+    shown_name(info.name, shown);
     printf("name:  %s\nsize:  %" PRIu64 "\nmode:  %04o\nowner: %" PRIu32 " (%s)\n",
-           info.name, info.size, (unsigned)info.mode, info.uid, user ? user : "unknown");
+           shown, info.size, (unsigned)info.mode, info.uid, user ? user : "unknown");
     return EXIT_OK;
 }
 
@@ -705,16 +768,19 @@ static void print_table_json(const struct block_table *table)
 
 static void print_table_text(const struct block_table *table)
 {
+    char shown[SHOWN_NAME_MAX];
     int name_width = 4;
     for (size_t i = 0; i < table->len; i++) {
-        int len = (int)strlen(table->rows[i].name);
-        name_width = len > name_width ? len : name_width;
+        int width = shown_name(table->rows[i].name, shown);
+        name_width = width > name_width ? width : name_width;
     }
     printf("%-*s %12s MODE OWNER\n", name_width, "NAME", "SIZE");
     for (size_t i = 0; i < table->len; i++) {
         const pshm_block_info *row = &table->rows[i];
         const char *user = user_name(row->uid);
-        printf("%-*s %12" PRIu64 " %04o ", name_width, row->name, row->size,
+        int width = shown_name(row->name, shown);
+        /* Padded by hand: printf pads bytes, and a UTF-8 character is several. */
+        printf("%s%*s %12" PRIu64 " %04o ", shown, name_width - width, "", row->size,
                (unsigned)row->mode);
         if (user != NULL)
             printf("%s\n", user);
@@ -771,6 +837,33 @@ static int parse_range(const char *cmd, const char *help, const struct option *o
     return status != EXIT_OK ? status : expect_operands(cmd, argc, 1, 1);
 }
 
+/*
+ * Copy bytes [offset, offset + len) of the block to stdout, through
+ * pshm_block_read: writing straight from the mapping would make the kernel
+ * allocate every never-written page it reads, and on a full /dev/shm fail
+ * with EFAULT ("Bad address").
+ */
+static int copy_to_stdout(const pshm_block *block, size_t offset, size_t len)
+{
+    enum { CHUNK = 1 << 16 };
+    char *chunk = malloc(CHUNK);
+    if (chunk == NULL)
+        return failf("read \"%s\": out of memory", pshm_block_name(block));
+    int status = EXIT_OK;
+    while (status == EXIT_OK && len > 0) {
+        size_t n = len < CHUNK ? len : CHUNK;
+        if (pshm_block_read(block, offset, chunk, n) < 0)
+            status = fail();
+        else if (write_all(STDOUT_FILENO, chunk, n) < 0)
+            status = failf("read \"%s\": writing to stdout: %s", pshm_block_name(block),
+                           strerror(errno));
+        offset += n;
+        len -= n;
+    }
+    free(chunk);
+    return status;
+}
+
 static int cmd_read(int argc, char **argv)
 {
     static const struct option options[] = {
@@ -792,9 +885,8 @@ static int cmd_read(int argc, char **argv)
     else if (range.have_length && length > size - offset)
         status = failf("read \"%s\": offset %zu + length %zu runs past the end of the "
                        "block (size %zu)", name, offset, length, size);
-    else if (write_all(STDOUT_FILENO, (const char *)pshm_block_buf(block) + offset,
-                       range.have_length ? length : size - offset) < 0)
-        status = failf("read \"%s\": writing to stdout: %s", name, strerror(errno));
+    else
+        status = copy_to_stdout(block, offset, range.have_length ? length : size - offset);
     pshm_block_free(block);
     return status;
 }
@@ -816,6 +908,8 @@ static int write_stdin_into(pshm_block *block, size_t offset)
     else if (len > room)
         status = failf("write \"%s\": the input runs past the end of the block (offset "
                        "%zu, size %zu): nothing written", name, offset, size);
+    else if (pshm_block_reserve(block, offset, len) < 0) /* else SIGBUS on a full /dev/shm */
+        status = failf("write: %s; nothing written", pshm_last_error());
     else
         memcpy((char *)pshm_block_buf(block) + offset, data, len);
     free(data);

@@ -3,6 +3,8 @@
  *
  *   tracker_probe create NAME [untracked]   create, hold
  *   tracker_probe attach NAME [untracked]   attach, hold
+ *   tracker_probe attach_each NAME...       attach every NAME (default
+ *                                           flags: one tracker sees all), hold
  *   tracker_probe fork NAME                 create, fork a child that holds,
  *                                           the parent exits at once
  *   tracker_probe many PREFIX N             create PREFIX_0..N-1, hold
@@ -165,6 +167,12 @@ int main(int argc, char **argv)
         pshm_block *b;
         if (pshm_block_attach(&b, argv[2], track_flag(argc, argv)) < 0)
             die("attach");
+    } else if (strcmp(mode, "attach_each") == 0) {
+        for (int i = 2; i < argc; i++) {
+            pshm_block *b;
+            if (pshm_block_attach(&b, argv[i], 0) < 0)
+                die("attach");
+        }
     } else if (strcmp(mode, "fork") == 0) {
         create_or_die(argv[2], 4096, 0);
         pid_t child = fork();

@@ -2,7 +2,8 @@
  * limits.c — phase 3: system limits. Each must give PSHM_ELIMIT with a
  * message that names the block, and leave nothing half-made: no block of
  * that name, no descriptor, no mapping. The limits are set in forked
- * children, so the rest of the run keeps its own.
+ * children, so the rest of the run keeps its own; /dev/shm is filled only
+ * in a private mount namespace with a small tmpfs of its own.
  */
 #include "stress.h"
 
@@ -11,6 +12,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
+#include <sched.h>
+#include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/statvfs.h>
 #include <sys/wait.h>
@@ -154,6 +158,53 @@ static void space_checks(void)
     }
 }
 
+/* ---- a full /dev/shm ---------------------------------------------------- */
+
+/*
+ * The helper full_shm fills /dev/shm, so it runs in a private mount
+ * namespace with a 4 MiB tmpfs of its own (as a 64 MiB Docker /dev/shm,
+ * scaled down), exec'd so that it starts with no library state (tracker,
+ * handles) from this process: first its checks, then clients hammering one
+ * manager on a nearly full /dev/shm. Never the machine's own /dev/shm.
+ */
+static int full_shm_child(const char *mode, const char *seconds)
+{
+    if (unshare(CLONE_NEWNS) < 0 || mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0) {
+        printf("   skip full /dev/shm checks: no private mount namespace (%s)\n",
+               strerror(errno));
+        return 3;
+    }
+    if (mount("tmpfs", "/dev/shm", "tmpfs", 0, "size=4m") < 0) {
+        printf("   skip full /dev/shm checks: mount tmpfs: %s\n", strerror(errno));
+        return 3;
+    }
+    fflush(stdout);
+    execl(PSHM_FULL_SHM_HELPER, "full_shm", mode, seconds, (char *)NULL);
+    printf("   exec %s: %s\n", PSHM_FULL_SHM_HELPER, strerror(errno));
+    return 1;
+}
+
+static void full_shm_checks(void)
+{
+    char seconds[32];
+    double s = C.seconds * 0.05;
+    snprintf(seconds, sizeof seconds, "%.1f", s < 2 ? 2 : s > 10 ? 10 : s);
+    const char *modes[2][2] = {{"check", NULL}, {"stress", seconds}};
+    for (int k = 0; k < 2; k++) {
+        fflush(stdout);
+        pid_t pid = fork();
+        if (pid == 0)
+            _exit(full_shm_child(modes[k][0], modes[k][1]));
+        int st = 0;
+        bool waited = pid > 0 && waitpid(pid, &st, 0) == pid;
+        if (waited && WIFEXITED(st) && WEXITSTATUS(st) == 3)
+            return; /* skipped, and said why */
+        check(waited && WIFEXITED(st) && WEXITSTATUS(st) == 0,
+              "full /dev/shm, full_shm %s%s%s: every check passed (status 0x%x)",
+              modes[k][0], k ? " " : "", k ? seconds : "", st);
+    }
+}
+
 /* ---- out of address space (RLIMIT_AS) ---------------------------------- */
 
 static uint64_t vm_size(void)
@@ -237,6 +288,7 @@ int run_limits(void)
 {
     run_child(fd_child_adapter, NULL, 0, "descriptor");
     space_checks();
+    full_shm_checks();
     as_checks();
     check(count_prefixed("lim_", NULL, 0) == 0, "no block of the limit checks is left");
     return 0;

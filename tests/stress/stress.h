@@ -7,7 +7,9 @@
  *   kill.c    hundreds of workers SIGKILLed at random moments; afterwards
  *             every block is intact and owned, or gone;
  *   limits.c  out of descriptors, /dev/shm space and address space: a clear
- *             error naming the block, and nothing half-made.
+ *             error naming the block, and nothing half-made; a full /dev/shm
+ *             (a 4 MiB tmpfs in a private mount namespace) under a manager
+ *             hammered by clients: refusals, never a SIGBUS.
  * stress.c reads the configuration, runs the phases and prints the report.
  *
  * Every process of the run is forked from the main one (victims of the kill
