@@ -79,10 +79,18 @@ def wait_gone(name, seconds=10.0):
 
 
 def mappings_of(name):
-    """How many mappings of /dev/shm/NAME this process has."""
-    path = os.path.join(SHM_DIR, name.lstrip("/"))
+    """How many mappings of block NAME this process has. Matched by device
+    and inode: a mapping's path in /proc/self/maps is the name the file had
+    when it was mapped (pshm creates under a temporary name, then links)."""
+    st = os.stat(os.path.join(SHM_DIR, name.lstrip("/")))
+    dev = "%02x:%02x" % (os.major(st.st_dev), os.minor(st.st_dev))
+    count = 0
     with open("/proc/self/maps") as f:
-        return sum(1 for line in f if line.rstrip("\n").endswith(path))
+        for line in f:
+            fields = line.split(None, 5)
+            if len(fields) == 6 and fields[3] == dev and fields[4] == str(st.st_ino):
+                count += 1
+    return count
 
 
 def child_env(**extra):

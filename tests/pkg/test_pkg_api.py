@@ -560,8 +560,9 @@ class Manager(PkgCase):
                             self.assertGreater(int(smm.address.rsplit(":", 1)[1]), 0)
                         self.assertEqual(smm.authkey, b"k3y")
                         self.track(smm.SharedMemory(size=8).name)
-            smm = SharedMemoryManager()
+        with SharedMemoryManager() as smm:  # no key given: a random one, once started
             self.assertIsInstance(smm.authkey, bytes)
+            self.assertGreaterEqual(len(smm.authkey), 16)
 
     @pshm_only
     def test_connect_with_a_wrong_key_fails(self):

@@ -73,15 +73,16 @@ class InteropCase(PkgCase):
         self.addCleanup(self._drop, sl.shm)
         return sl
 
-    def attach(self, name):
-        """Attach with the module under test; unlinked and closed after."""
+    def attach(self, name, unlink=True):
+        """Attach with the module under test; closed after the test, and
+        unlinked unless another handle (CPython's) owns that."""
         shm = SharedMemory(name)
-        self.addCleanup(self._drop, shm)
+        self.addCleanup(self._drop if unlink else SharedMemory.close, shm)
         return shm
 
-    def list_attach(self, name):
+    def list_attach(self, name, unlink=True):
         sl = ShareableList(name=name)
-        self.addCleanup(self._drop, sl.shm)
+        self.addCleanup(self._drop if unlink else SharedMemory.close, sl.shm)
         return sl
 
 
@@ -100,7 +101,7 @@ class WithCpythonBlocks(InteropCase):
         self.track(theirs.name)
         self.addCleanup(self._drop, theirs)
         theirs.buf[:3] = b"abc"
-        ours = self.attach(theirs.name)
+        ours = self.attach(theirs.name, unlink=False)
         self.assertEqual(ours.size, 4096)
         self.assertEqual(bytes(ours.buf[:3]), b"abc")
         ours.buf[4095] = 9
@@ -151,7 +152,7 @@ class WithCpythonLists(InteropCase):
     def test_cpython_list_in_package(self):
         values = ASCII_VALUES + UNICODE_VALUES
         theirs = self.cpython_list(values, name=unique_name("lfromcp"))
-        ours = self.list_attach(theirs.shm.name)
+        ours = self.list_attach(theirs.shm.name, unlink=False)
         self.check_same(ours, theirs, values)
         ours[0] = -2**63
         ours[3] = 2.5
@@ -180,7 +181,7 @@ class WithCpythonLists(InteropCase):
     @pshm_only
     def test_raw_of_a_cpython_list(self):
         theirs = self.cpython_list([b"ab\x00", "x"])
-        ours = self.list_attach(theirs.shm.name)
+        ours = self.list_attach(theirs.shm.name, unlink=False)
         self.assertEqual(ours[0], b"ab")
         self.assertEqual(ours.raw(0), b"ab" + bytes(6))
 

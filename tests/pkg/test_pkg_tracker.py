@@ -164,12 +164,14 @@ class AcrossLanguages(TrackerCase):
 
 
 class Sigkill(TrackerCase):
-    def test_sigkill_of_the_only_holder_leaks_nothing(self):
-        name = self.track(unique_name("kill"))
-        proc = self.python_holder("create:" + name)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=15)
-        self.assertTrue(wait_gone(name), "a SIGKILLed Python process leaked its block")
+    def test_killing_the_only_holder_leaks_nothing(self):
+        for sig in (signal.SIGKILL, signal.SIGTERM):
+            with self.subTest(signal=sig):
+                name = self.track(unique_name("kill"))
+                proc = self.python_holder("create:" + name)
+                proc.send_signal(sig)
+                proc.wait(timeout=15)
+                self.assertTrue(wait_gone(name), "a killed Python process leaked its block")
 
     @pshm_only
     def test_sigkill_of_the_creator_while_c_holds(self):
