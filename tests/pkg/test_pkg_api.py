@@ -5,6 +5,7 @@ PSHM_TEST_MODULE=cpython runs the same tests against CPython's own modules
 (the @pshm_only ones are skipped), which checks what these tests expect.
 """
 import gc
+import multiprocessing
 import os
 import pickle
 import sys
@@ -373,6 +374,17 @@ class Lists(PkgCase):
                     sl.index(missing)
                 self.assertEqual(str(cm.exception), "%r not in this container" % (missing,))
 
+    def test_unsupported_items(self):
+        import struct
+        with self.assertRaises(KeyError):
+            ShareableList([1, object()])
+        sl = self.slist([1, "a"])
+        with self.assertRaises(KeyError):
+            sl[0] = [1]
+        with self.assertRaises(struct.error):
+            sl[0] = 2**63  # outside 64 bits
+        self.assertEqual(sl[1], "a")
+
     def test_empty_list(self):
         sl = self.slist([])
         self.assertEqual(len(sl), 0)
@@ -533,7 +545,7 @@ class Manager(PkgCase):
         first = SharedMemoryManager()
         first.start()
         try:
-            key = (bytes(__import__("multiprocessing").current_process().authkey)
+            key = (bytes(multiprocessing.current_process().authkey)
                    if CPYTHON else first.authkey)
             second = SharedMemoryManager(address=first.address, authkey=key)
             second.connect()
@@ -568,7 +580,7 @@ class Manager(PkgCase):
     def test_connect_with_a_wrong_key_fails(self):
         with SharedMemoryManager(authkey=b"right") as smm:
             other = SharedMemoryManager(address=smm.address, authkey=b"wrong")
-            with self.assertRaises(Exception):
+            with self.assertRaises(multiprocessing.AuthenticationError):
                 other.connect()
                 other.SharedMemory(size=8)
 
