@@ -24,6 +24,7 @@ Deliberate differences from CPython (see python/README.md):
 import os
 import secrets
 import struct
+import sys
 import types
 from functools import partial
 
@@ -156,6 +157,13 @@ class SharedMemory:
             self._buf.release()
             self._buf = None
         if self._block is not None:
+            # Something still refers to the block itself, such as a numpy
+            # array made on buf (numpy keeps the exporter, not the buffer):
+            # unmapping would leave it pointing at nothing (CPython unmaps
+            # under it, and the array's next access crashes the process).
+            # Our own attribute and getrefcount's argument are the 2.
+            if sys.getrefcount(self._block) > 2:
+                raise BufferError("cannot close exported pointers exist")
             self._block.close()
 
     def unlink(self):
