@@ -11,8 +11,8 @@
  *
  * Thread safety: every function may be called from any thread. A handle
  * (pshm_block, pshm_list, pshm_manager) may be read from several threads at
- * once (buf, size, name, get, len, ...); pshm_list_set and the manager calls
- * lock internally, so they too may be shared. What must not overlap with any
+ * once (buf, size, name, get, len, ...); pshm_list_set (see there) and the
+ * manager calls lock internally, so they too may be shared. What must not overlap with any
  * other use of the same handle is its end of life: close, free, shutdown,
  * disconnect. The library's global state (the tracker link) is locked and
  * survives fork().
@@ -319,6 +319,13 @@ PSHM_API int pshm_list_raw(const pshm_list *l, int64_t index, const void **ptr,
  * Store v at `index`. The item may change type; a str/bytes value must fit
  * the item's allocated storage, else PSHM_ETOOBIG and the item is unchanged.
  * Format and back-transform code are written as CPython writes them.
+ * An int, float, bool or None over an item of the same type is one aligned
+ * 8-byte store, without a lock (format and code stay as they are); every
+ * other set takes the handle's lock and writes format, code, then data.
+ * A same-type store racing a type change of the same item (from another
+ * thread or process) can land after the change's data, leaving the new
+ * format over the old type's 8 bytes: if items change type while others
+ * write them, share a lock.
  */
 PSHM_API int pshm_list_set(pshm_list *l, int64_t index, pshm_value v);
 

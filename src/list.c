@@ -166,22 +166,31 @@ static int classify_sized(const pshm_list *l, const char *what, int64_t index, i
     return 0;
 }
 
-/* Type and width from a format and code copied out of the block. The four
- * fixed formats are one word compare each; all of them need 8 bytes. */
+/* The type of one of the four fixed formats with the code CPython pairs it
+ * with (each needs 8 bytes), or -1 for anything else. One word compare
+ * each, int first: shared by classify() and the fast paths. */
+HOT int fixed_type(uint64_t format, int code)
+{
+    if (format == format_word("q\0\0\0\0\0\0\0") && code == CODE_PLAIN)
+        return PSHM_INT;
+    if (format == format_word("d\0\0\0\0\0\0\0") && code == CODE_PLAIN)
+        return PSHM_FLOAT;
+    if (format == format_word("xxxxxxx?") && code == CODE_PLAIN)
+        return PSHM_BOOL;
+    if (format == format_word("xxxxxx?x") && code == CODE_NONE)
+        return PSHM_NONE;
+    return -1;
+}
+
+/* Type and width from a format and code copied out of the block. */
 HOT int classify(const pshm_list *l, const char *what, int64_t index, item *it, int code)
 {
+    int type = fixed_type(it->format, code);
+    if (type < 0)
+        return classify_sized(l, what, index, it, code);
+    it->type = (pshm_type)type;
     it->sized = false;
     it->width = 8;
-    if (it->format == format_word("q\0\0\0\0\0\0\0") && code == CODE_PLAIN)
-        it->type = PSHM_INT;
-    else if (it->format == format_word("d\0\0\0\0\0\0\0") && code == CODE_PLAIN)
-        it->type = PSHM_FLOAT;
-    else if (it->format == format_word("xxxxxxx?") && code == CODE_PLAIN)
-        it->type = PSHM_BOOL;
-    else if (it->format == format_word("xxxxxx?x") && code == CODE_NONE)
-        it->type = PSHM_NONE;
-    else
-        return classify_sized(l, what, index, it, code);
     if (it->span < 8) {
         char f[FORMAT_LEN];
         memcpy(f, &it->format, FORMAT_LEN);
@@ -229,6 +238,31 @@ HOT int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
     return classify(l, what, index, it, code);
 }
 
+/*
+ * The fast path of get and set: the data of item `index` if the handle is
+ * open, 0 <= index < len, and the item holds an int, float, bool or None
+ * in a span of at least 8 bytes, with its type in *type; else NULL, and
+ * the caller takes the general path (find_item), which handles negative
+ * indices and reports every failure. Same loads and checks as find_item,
+ * minus the bookkeeping a message or a str needs.
+ */
+HOT unsigned char *fixed_cell(const pshm_list *l, int64_t index, pshm_type *type)
+{
+    unsigned char *buf = l->block->buf;
+    size_t pos = (size_t)index;
+    if (buf == NULL || (uint64_t)index >= l->len)
+        return NULL;
+    uint64_t format = __atomic_load_n((uint64_t *)(buf + l->formats_at + pos * 8),
+                                      __ATOMIC_RELAXED);
+    int code = (signed char)__atomic_load_n(buf + l->codes_at + pos, __ATOMIC_RELAXED);
+    const uint64_t *span = l->offsets + pos;
+    int t = fixed_type(format, code);
+    if (t < 0 || span[1] - span[0] < 8)
+        return NULL;
+    *type = (pshm_type)t;
+    return buf + data_at(l->len) + span[0];
+}
+
 /* ---- values ------------------------------------------------------------ */
 
 static uint64_t load_word(const unsigned char *p)
@@ -259,38 +293,43 @@ static int check_utf8(const pshm_list *l, const char *what, int64_t index,
 }
 
 /* Fields are stored one by one: building a whole pshm_value on the stack
- * and copying it costs a store-forwarding stall on this hot path. On
- * failure *out is left untouched. */
-HOT int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
-                  pshm_value *out)
+ * and copying it costs a store-forwarding stall on this hot path. */
+HOT void read_fixed(const unsigned char *data, pshm_type type, pshm_value *out)
 {
     uint64_t w;
-    switch (it->type) {
+    switch (type) {
     case PSHM_INT:
-        out->u.i = (int64_t)load_word(it->data);
+        out->u.i = (int64_t)load_word(data);
         break;
     case PSHM_FLOAT:
-        w = load_word(it->data);
+        w = load_word(data);
         memcpy(&out->u.f, &w, sizeof w);
         break;
     case PSHM_BOOL:
         /* struct's '?' reads any non-zero byte as True. */
-        out->u.b = __atomic_load_n(it->data + 7, __ATOMIC_RELAXED) != 0;
+        out->u.b = __atomic_load_n(data + 7, __ATOMIC_RELAXED) != 0;
         break;
-    case PSHM_NONE:
+    default: /* None */
         out->u.i = 0;
         break;
-    case PSHM_STR:
-    case PSHM_BYTES: {
-        size_t n = strip_nuls(it->data, it->width);
-        int rc = it->type == PSHM_STR ? check_utf8(l, what, index, it->data, n) : 0;
-        if (rc < 0)
-            return rc;
-        out->u.s.ptr = (const char *)it->data;
-        out->u.s.len = n;
-        break;
     }
+    out->type = type;
+}
+
+/* On failure *out is left untouched. */
+static int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
+                     pshm_value *out)
+{
+    if (!it->sized) {
+        read_fixed(it->data, it->type, out);
+        return 0;
     }
+    size_t n = strip_nuls(it->data, it->width);
+    int rc = it->type == PSHM_STR ? check_utf8(l, what, index, it->data, n) : 0;
+    if (rc < 0)
+        return rc;
+    out->u.s.ptr = (const char *)it->data;
+    out->u.s.len = n;
     out->type = it->type;
     return 0;
 }
@@ -318,10 +357,15 @@ static int code_of(pshm_type t)
            : t == PSHM_NONE ? CODE_NONE : CODE_PLAIN;
 }
 
-/* Write a numeric, bool or None value as its 8-byte struct packing. */
-static void write_fixed(unsigned char *p, const pshm_value *v)
+static bool is_fixed(pshm_type t)
 {
-    uint64_t w = 0;
+    return t == PSHM_INT || t == PSHM_FLOAT || t == PSHM_BOOL || t == PSHM_NONE;
+}
+
+/* A numeric, bool or None value's 8-byte struct packing, as one word. */
+HOT uint64_t fixed_word(const pshm_value *v)
+{
+    uint64_t w = 0; /* None packs '?' of None: all zero */
     if (v->type == PSHM_INT)
         w = (uint64_t)v->u.i;
     else if (v->type == PSHM_FLOAT)
@@ -330,7 +374,7 @@ static void write_fixed(unsigned char *p, const pshm_value *v)
         unsigned char bytes[8] = {0, 0, 0, 0, 0, 0, 0, v->u.b ? 1 : 0};
         memcpy(&w, bytes, sizeof w);
     }
-    store_word(p, w); /* None packs '?' of None: all zero */
+    return w;
 }
 
 /* Write str/bytes as struct's "<width>s" does: the bytes, then NULs. */
@@ -346,7 +390,7 @@ static void write_value(unsigned char *p, const pshm_value *v, size_t width)
     if (v->type == PSHM_STR || v->type == PSHM_BYTES)
         write_sized(p, v, width);
     else
-        write_fixed(p, v);
+        store_word(p, fixed_word(v));
 }
 
 /* ---- create ------------------------------------------------------------ */
@@ -567,13 +611,28 @@ size_t pshm_list_len(const pshm_list *l)
 
 /* ---- get --------------------------------------------------------------- */
 
-int pshm_list_get(const pshm_list *l, int64_t index, pshm_value *out)
+/* Every get that fixed_cell() does not serve: str, bytes, negative
+ * indices, and every failure. Kept out of line so the fast path stays
+ * small. */
+static __attribute__((noinline)) int get_general(const pshm_list *l, int64_t index,
+                                                  pshm_value *out)
 {
     if (l == NULL || out == NULL)
         return err_set(PSHM_EINVAL, "get [%lld]: NULL list or value pointer", (long long)index);
     item it;
     int rc = find_item(l, "get", index, &it);
     return rc < 0 ? rc : read_item(l, "get", index, &it, out);
+}
+
+int pshm_list_get(const pshm_list *l, int64_t index, pshm_value *out)
+{
+    pshm_type type;
+    const unsigned char *cell;
+    if (l != NULL && out != NULL && (cell = fixed_cell(l, index, &type)) != NULL) {
+        read_fixed(cell, type, out);
+        return 0;
+    }
+    return get_general(l, index, out);
 }
 
 int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out, void *buf,
@@ -691,17 +750,40 @@ static int set_locked(pshm_list *l, int64_t index, const pshm_value *v)
     return 0;
 }
 
-int pshm_list_set(pshm_list *l, int64_t index, pshm_value v)
+/* Every set that the fast path in pshm_list_set does not serve: type
+ * changes, str and bytes, negative indices, and every failure. Kept out of
+ * line so the fast path stays small. */
+static __attribute__((noinline)) int set_general(pshm_list *l, int64_t index,
+                                                  const pshm_value *v)
 {
     if (l == NULL)
         return err_set(PSHM_EINVAL, "set [%lld]: NULL list", (long long)index);
-    int rc = value_check(&v, "set", list_name(l), index);
+    int rc = value_check(v, "set", list_name(l), index);
     if (rc < 0 || (rc = check_writable(l, "set", index)) < 0)
         return rc;
     pthread_mutex_lock(&l->write_lock);
-    rc = set_locked(l, index, &v);
+    rc = set_locked(l, index, v);
     pthread_mutex_unlock(&l->write_lock);
     return rc;
+}
+
+/*
+ * A value of the type the item already holds, int, float, bool or None,
+ * needs no new format or code: it is one aligned 8-byte store, without the
+ * lock (the lock orders format, code and data of a type change; there is
+ * nothing to order here). See pshm.h for what a race with a type change
+ * of the same item leaves.
+ */
+int pshm_list_set(pshm_list *l, int64_t index, pshm_value v)
+{
+    pshm_type type;
+    unsigned char *cell;
+    if (l != NULL && is_fixed(v.type) && !(l->block->flags & PSHM_READONLY) &&
+        (cell = fixed_cell(l, index, &type)) != NULL && type == v.type) {
+        store_word(cell, fixed_word(&v));
+        return 0;
+    }
+    return set_general(l, index, &v);
 }
 
 /* ---- atomics ----------------------------------------------------------- */

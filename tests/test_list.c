@@ -1,6 +1,7 @@
 /*
  * test_list.c — shareable lists: every call, errors, type changes, the
- * CPython layout, atomics across processes, and blocks corrupted by hand.
+ * CPython layout, atomics across processes, blocks corrupted by hand, and
+ * the lock-free same-type get/set.
  * (CPython itself is the reference in test_list_interop.py.)
  */
 #include "pshm.h"
@@ -645,4 +646,73 @@ Test(list, header_rewritten_after_attach_is_ignored)
     assert_attach_corrupt(name, "item count");
     pshm_list_free(l);
     finish(owner);
+}
+
+/* ---- same-type get and set ---------------------------------------------- */
+
+static pshm_list *ints(const char *name, size_t n)
+{
+    pshm_value values[64];
+    cr_assert_leq(n, 64);
+    for (size_t i = 0; i < n; i++)
+        values[i] = pshm_int((int64_t)i * 10);
+    return make(name, values, n);
+}
+
+static uint64_t data_word(pshm_list *l, size_t index, size_t n)
+{
+    const unsigned char *buf = pshm_block_buf(pshm_list_block(l));
+    uint64_t w;
+    memcpy(&w, buf + (n + 2) * 8 + index * 8, sizeof w);
+    return w;
+}
+
+/* Each fixed type set over itself writes struct's packing: bool's byte in
+ * the 8th place, None all zero, and every pad byte zero. */
+Test(list, same_type_sets_write_cpython_bytes)
+{
+    pshm_value in[] = {pshm_int(1), pshm_float(1), pshm_bool(false), pshm_none()};
+    pshm_list *l = make(new_name("same"), in, 4);
+    unsigned char *buf = pshm_block_buf(pshm_list_block(l));
+    memset(buf + 6 * 8, 0xee, 4 * 8); /* garbage a set must overwrite */
+    ASSERT_OK(pshm_list_set(l, 0, pshm_int(-2)));
+    ASSERT_OK(pshm_list_set(l, 1, pshm_float(-2.5)));
+    ASSERT_OK(pshm_list_set(l, 2, pshm_bool(true)));
+    ASSERT_OK(pshm_list_set(l, -1, pshm_none()));
+    double f = -2.5;
+    uint64_t fw, bw = 0;
+    memcpy(&fw, &f, sizeof fw);
+    ((unsigned char *)&bw)[7] = 1;
+    cr_assert_eq(data_word(l, 0, 4), (uint64_t)-2);
+    cr_assert_eq(data_word(l, 1, 4), fw);
+    cr_assert_eq(data_word(l, 2, 4), bw);
+    cr_assert_eq(data_word(l, 3, 4), 0);
+    pshm_value got;
+    ASSERT_OK(pshm_list_get(l, -2, &got));
+    cr_assert(got.type == PSHM_BOOL && got.u.b);
+    ASSERT_OK(pshm_list_set(l, 2, pshm_bool(false)));
+    cr_assert_eq(data_word(l, 2, 4), 0);
+    finish(l);
+}
+
+/* The lock-free path keeps every refusal of the general one. */
+Test(list, same_type_sets_keep_refusals)
+{
+    const char *name = new_name("refuse");
+    pshm_list *l = ints(name, 2), *ro;
+    ASSERT_OK(pshm_list_attach(&ro, name, PSHM_READONLY | PSHM_UNTRACKED));
+    ASSERT_FAILS(pshm_list_set(ro, 0, pshm_int(5)), PSHM_EACCES);
+    ASSERT_FAILS(pshm_list_set(ro, 0, pshm_none()), PSHM_EACCES);
+    pshm_list_free(ro);
+    ASSERT_FAILS(pshm_list_set(l, 2, pshm_int(5)), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_set(l, -3, pshm_int(5)), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_set(NULL, 0, pshm_int(5)), PSHM_EINVAL);
+    /* A "q" format with a str's code is malformed, not an int. */
+    unsigned char *buf = pshm_block_buf(pshm_list_block(l));
+    buf[(2 + 2) * 8 + 2 * 8 + 2 * 8 + 1] = 1; /* item 1's code */
+    ASSERT_FAILS(pshm_list_set(l, 1, pshm_int(5)), PSHM_ECORRUPT);
+    pshm_value got;
+    ASSERT_FAILS(pshm_list_get(l, 1, &got), PSHM_ECORRUPT);
+    cr_assert_eq(data_word(l, 1, 2), 10);
+    finish(l);
 }
