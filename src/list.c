@@ -219,6 +219,27 @@ static int position(const pshm_list *l, const char *what, int64_t index, size_t 
     return 0;
 }
 
+/* One copy of item pos's format and code (pos < len, the block open). */
+HOT void load_meta(const pshm_list *l, const unsigned char *buf, size_t pos,
+                   uint64_t *format, int *code)
+{
+    *format = __atomic_load_n((const uint64_t *)(buf + l->formats_at + pos * 8),
+                              __ATOMIC_RELAXED);
+    *code = (signed char)__atomic_load_n(buf + l->codes_at + pos, __ATOMIC_RELAXED);
+}
+
+/* Describe item pos from the copy of its format and code that load_meta
+ * made: every later decision rests on that copy alone. */
+HOT int describe(const pshm_list *l, const char *what, int64_t index, unsigned char *buf,
+                 size_t pos, uint64_t format, int code, item *it)
+{
+    it->pos = pos;
+    it->format = format;
+    it->data = buf + data_at(l->len) + l->offsets[pos];
+    it->span = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
+    return classify(l, what, index, it, code);
+}
+
 /* Locate item `index` and describe it from one copy of its format and code.
  * Inlined: it is most of the cost of a get. */
 HOT int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
@@ -226,35 +247,37 @@ HOT int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
     unsigned char *buf = list_buf(l, what);
     if (buf == NULL)
         return PSHM_ECLOSED;
-    int rc = position(l, what, index, &it->pos);
+    size_t pos;
+    int rc = position(l, what, index, &pos);
     if (rc < 0)
         return rc;
-    size_t pos = it->pos;
-    it->format = __atomic_load_n((uint64_t *)(buf + l->formats_at + pos * 8),
-                                 __ATOMIC_RELAXED);
-    int code = (signed char)__atomic_load_n(buf + l->codes_at + pos, __ATOMIC_RELAXED);
-    it->data = buf + data_at(l->len) + l->offsets[pos];
-    it->span = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
-    return classify(l, what, index, it, code);
+    uint64_t format;
+    int code;
+    load_meta(l, buf, pos, &format, &code);
+    return describe(l, what, index, buf, pos, format, code, it);
 }
 
 /*
- * The fast path of get and set: the data of item `index` if the handle is
- * open, 0 <= index < len, and the item holds an int, float, bool or None
- * in a span of at least 8 bytes, with its type in *type; else NULL, and
- * the caller takes the general path (find_item), which handles negative
- * indices and reports every failure. Same loads and checks as find_item,
- * minus the bookkeeping a message or a str needs.
+ * The fast paths of get and set, in two steps. peek(): the block's bytes
+ * and item `index`'s format and code, if the handle is open and
+ * 0 <= index < len; else NULL, and the caller takes the general path
+ * (find_item), which handles negative indices and reports every failure.
  */
-HOT unsigned char *fixed_cell(const pshm_list *l, int64_t index, pshm_type *type)
+HOT unsigned char *peek(const pshm_list *l, int64_t index, uint64_t *format, int *code)
 {
     unsigned char *buf = l->block->buf;
-    size_t pos = (size_t)index;
     if (buf == NULL || (uint64_t)index >= l->len)
         return NULL;
-    uint64_t format = __atomic_load_n((uint64_t *)(buf + l->formats_at + pos * 8),
-                                      __ATOMIC_RELAXED);
-    int code = (signed char)__atomic_load_n(buf + l->codes_at + pos, __ATOMIC_RELAXED);
+    load_meta(l, buf, (size_t)index, format, code);
+    return buf;
+}
+
+/* fixed_cell(): the data of the item peek() saw if it holds an int, float,
+ * bool or None in a span of at least 8 bytes (what classify() would say
+ * too), with its type in *type; else NULL. */
+HOT unsigned char *fixed_cell(const pshm_list *l, unsigned char *buf, size_t pos,
+                              uint64_t format, int code, pshm_type *type)
+{
     const uint64_t *span = l->offsets + pos;
     int t = fixed_type(format, code);
     if (t < 0 || span[1] - span[0] < 8)
@@ -317,8 +340,8 @@ HOT void read_fixed(const unsigned char *data, pshm_type type, pshm_value *out)
 }
 
 /* On failure *out is left untouched. */
-static int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
-                     pshm_value *out)
+HOT int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
+                  pshm_value *out)
 {
     if (!it->sized) {
         read_fixed(it->data, it->type, out);
@@ -363,7 +386,7 @@ static bool is_fixed(pshm_type t)
 }
 
 /* A numeric, bool or None value's 8-byte struct packing, as one word. */
-HOT uint64_t fixed_word(const pshm_value *v)
+static uint64_t fixed_word(const pshm_value *v)
 {
     uint64_t w = 0; /* None packs '?' of None: all zero */
     if (v->type == PSHM_INT)
@@ -611,9 +634,9 @@ size_t pshm_list_len(const pshm_list *l)
 
 /* ---- get --------------------------------------------------------------- */
 
-/* Every get that fixed_cell() does not serve: str, bytes, negative
- * indices, and every failure. Kept out of line so the fast path stays
- * small. */
+/* A get that peek() could not serve: negative indices, and every failure
+ * but a malformed item. Out of line, as are the two below, so the fast
+ * path stays small. */
 static __attribute__((noinline)) int get_general(const pshm_list *l, int64_t index,
                                                   pshm_value *out)
 {
@@ -624,15 +647,30 @@ static __attribute__((noinline)) int get_general(const pshm_list *l, int64_t ind
     return rc < 0 ? rc : read_item(l, "get", index, &it, out);
 }
 
+/* A get of an item peek() saw that is not a fixed type: str, bytes, or
+ * malformed. Continues from peek()'s copy of the format and code. */
+static __attribute__((noinline)) int get_peeked(const pshm_list *l, int64_t index,
+                                                 unsigned char *buf, uint64_t format,
+                                                 int code, pshm_value *out)
+{
+    item it;
+    int rc = describe(l, "get", index, buf, (size_t)index, format, code, &it);
+    return rc < 0 ? rc : read_item(l, "get", index, &it, out);
+}
+
 int pshm_list_get(const pshm_list *l, int64_t index, pshm_value *out)
 {
-    pshm_type type;
+    unsigned char *buf;
     const unsigned char *cell;
-    if (l != NULL && out != NULL && (cell = fixed_cell(l, index, &type)) != NULL) {
-        read_fixed(cell, type, out);
-        return 0;
-    }
-    return get_general(l, index, out);
+    uint64_t format;
+    int code;
+    pshm_type type;
+    if (l == NULL || out == NULL || (buf = peek(l, index, &format, &code)) == NULL)
+        return get_general(l, index, out);
+    if ((cell = fixed_cell(l, buf, (size_t)index, format, code, &type)) == NULL)
+        return get_peeked(l, index, buf, format, code, out);
+    read_fixed(cell, type, out);
+    return 0;
 }
 
 int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out, void *buf,
@@ -776,10 +814,14 @@ static __attribute__((noinline)) int set_general(pshm_list *l, int64_t index,
  */
 int pshm_list_set(pshm_list *l, int64_t index, pshm_value v)
 {
+    unsigned char *buf, *cell;
+    uint64_t format;
+    int code;
     pshm_type type;
-    unsigned char *cell;
     if (l != NULL && is_fixed(v.type) && !(l->block->flags & PSHM_READONLY) &&
-        (cell = fixed_cell(l, index, &type)) != NULL && type == v.type) {
+        (buf = peek(l, index, &format, &code)) != NULL &&
+        (cell = fixed_cell(l, buf, (size_t)index, format, code, &type)) != NULL &&
+        type == v.type) {
         store_word(cell, fixed_word(&v));
         return 0;
     }
