@@ -74,6 +74,15 @@ typedef struct item {
     uint64_t format;     /* the 8 format bytes as one word (native order) */
 } item;
 
+/* Fences order a type change's format before its data, and a view's reads
+ * before its check (pshm_list_view_check). GCC refuses fences under
+ * ThreadSanitizer, which does not model them; such builds go without. */
+#if defined(__SANITIZE_THREAD__)
+#define FENCE(order) ((void)0)
+#else
+#define FENCE(order) __atomic_thread_fence(order)
+#endif
+
 /* For the few helpers on the get path: a call would cost more than they do. */
 #define HOT static inline __attribute__((always_inline))
 
@@ -783,6 +792,10 @@ static int set_locked(pshm_list *l, int64_t index, const pshm_value *v)
         store_word(buf + l->formats_at + it.pos * 8, word);
         __atomic_store_n(buf + l->codes_at + it.pos, (unsigned char)code_of(v->type),
                          __ATOMIC_RELAXED);
+        /* The new format is visible before any of the new data: a view's
+         * check that runs after its reads sees every type change whose
+         * data those reads saw (pshm_list_view_check). */
+        FENCE(__ATOMIC_RELEASE);
     }
     write_value(it.data, v, width);
     return 0;
@@ -878,6 +891,104 @@ int pshm_list_cas(pshm_list *l, int64_t index, int64_t *expected, int64_t desire
                                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     *expected = (int64_t)want;
     return swapped ? 1 : 0;
+}
+
+/* ---- typed views ------------------------------------------------------- */
+
+/*
+ * A view of ints (floats) rests on two facts. Each item's span is fixed by
+ * the private offsets, so a range whose spans are all 8 is a contiguous
+ * int64_t (double) array inside the block for as long as the handle is
+ * open. Each item's type is its format and code, which any process may
+ * rewrite at any time and which CPython pairs with no version word, so
+ * the only honest check is to compare them all again.
+ */
+
+/* The first item in [start, end) whose format or code is not those of
+ * `type` (PSHM_INT or PSHM_FLOAT), or end. 9 bytes read per item. */
+static size_t first_other(const pshm_list *l, const unsigned char *buf, pshm_type type,
+                          size_t start, size_t end)
+{
+    uint64_t want = format_word(fixed_format(type));
+    const uint64_t *formats = (const uint64_t *)(buf + l->formats_at);
+    const unsigned char *codes = buf + l->codes_at;
+    for (size_t pos = start; pos < end; pos++)
+        if (__atomic_load_n(formats + pos, __ATOMIC_RELAXED) != want ||
+            __atomic_load_n(codes + pos, __ATOMIC_RELAXED) != CODE_PLAIN)
+            return pos;
+    return end;
+}
+
+/* Why item `pos` cannot be in a view of `type`: PSHM_ETYPE naming what it
+ * holds now, or the item's own error if it is malformed. */
+static int not_viewable(const pshm_list *l, const char *what, size_t pos, pshm_type type)
+{
+    item it;
+    int rc = find_item(l, what, (int64_t)pos, &it);
+    if (rc < 0)
+        return rc;
+    return err_set(PSHM_ETYPE, "%s \"%s\"[%zu]: the item is a%s %s in %zu bytes; a view needs "
+                   "%ss of exactly 8 bytes each", what, list_name(l), pos,
+                   it.type == PSHM_INT ? "n" : "", type_name(it.type), it.span,
+                   type_name(type));
+}
+
+static bool viewable_type(pshm_type type)
+{
+    return type == PSHM_INT || type == PSHM_FLOAT;
+}
+
+int pshm_list_view_range(pshm_list *l, pshm_type type, size_t start, size_t count,
+                         pshm_view *out)
+{
+    if (l == NULL || out == NULL)
+        return err_set(PSHM_EINVAL, "view [%zu]: NULL list or view pointer", start);
+    if (!viewable_type(type))
+        return err_set(PSHM_EINVAL, "view \"%s\": a view holds ints or floats, not type %d",
+                       list_name(l), (int)type);
+    unsigned char *buf = list_buf(l, "view");
+    if (buf == NULL)
+        return PSHM_ECLOSED;
+    if (start > l->len || count > l->len - start)
+        return err_set(PSHM_ERANGE, "view \"%s\": %zu items from index %zu do not fit a list "
+                       "of %zu items", list_name(l), count, start, l->len);
+    size_t end = start + count;
+    size_t other = first_other(l, buf, type, start, end);
+    for (size_t pos = start; pos < other; pos++)
+        if (l->offsets[pos + 1] - l->offsets[pos] != 8)
+            return not_viewable(l, "view", pos, type);
+    if (other < end)
+        return not_viewable(l, "view", other, type);
+    unsigned char *values = buf + data_at(l->len) + l->offsets[start];
+    *out = (pshm_view){.list = l, .type = type, .start = start, .count = count,
+                       .ints = type == PSHM_INT ? (int64_t *)values : NULL,
+                       .floats = type == PSHM_FLOAT ? (double *)values : NULL};
+    return 0;
+}
+
+int pshm_list_view(pshm_list *l, pshm_type type, pshm_view *out)
+{
+    return pshm_list_view_range(l, type, 0, pshm_list_len(l), out);
+}
+
+int pshm_list_view_check(const pshm_view *view)
+{
+    if (view == NULL || view->list == NULL)
+        return err_set(PSHM_EINVAL, "view_check: NULL view or a view without a list");
+    const pshm_list *l = view->list;
+    if (!viewable_type(view->type) || view->start > l->len ||
+        view->count > l->len - view->start)
+        return err_set(PSHM_EINVAL, "view_check \"%s\": not a view pshm_list_view made",
+                       list_name(l));
+    const unsigned char *buf = list_buf(l, "view_check");
+    if (buf == NULL)
+        return PSHM_ECLOSED;
+    /* The caller's reads through the view come before the formats read
+     * here; set_locked() publishes a new format before its data. */
+    FENCE(__ATOMIC_ACQUIRE);
+    size_t end = view->start + view->count;
+    size_t other = first_other(l, buf, view->type, view->start, end);
+    return other < end ? not_viewable(l, "view_check", other, view->type) : 0;
 }
 
 /* ---- whole-list reads -------------------------------------------------- */
