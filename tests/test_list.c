@@ -761,6 +761,11 @@ Test(list, view_wide_slots_are_refused)
     ASSERT_FAILS(pshm_list_view(l, PSHM_INT, &v), PSHM_ETYPE);
     ASSERT_MESSAGE("[1]: the item is an int in 16 bytes; a view needs ints of exactly 8");
     ASSERT_OK(pshm_list_view_range(l, PSHM_INT, 2, 1, &v));
+    /* The first offending item is named, whether its type or its slot is
+     * what offends: here the float before the wide slot. */
+    ASSERT_OK(pshm_list_set(l, 0, pshm_float(0.5)));
+    ASSERT_FAILS(pshm_list_view(l, PSHM_INT, &v), PSHM_ETYPE);
+    ASSERT_MESSAGE("[0]: the item is a float in 8 bytes");
     finish(l);
 }
 
