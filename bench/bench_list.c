@@ -10,7 +10,10 @@
  *   list.sum_1000    sum a 1,000-int list with pshm_list_get; ns per sum
  *
  * Impls: pshm, and int64_array (the same loop over a private int64_t array,
- * for get_int, set_int and sum_1000). bench/py_list.py gives cpython.
+ * for get_int, set_int and sum_1000). For sum_1000 also pshm_view (the
+ * array loop over a pshm_view of the list, taken once) and
+ * pshm_view_checked (the same plus pshm_list_view_check after each sum).
+ * bench/py_list.py gives cpython.
  *
  * Output: "BENCH <figure> <impl> <ns_per_op>". PSHM_BENCH_SCALE multiplies
  * the measuring time (0.2 s per figure).
@@ -19,6 +22,7 @@
 
 #include "bench.h"
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +34,7 @@
 
 static char list_name[64];
 static pshm_list *ints, *strs;
+static pshm_view view; /* of all of `ints` */
 static int64_t array[SUM_LEN];
 /* Every loop leaves its result here, so the compiler cannot drop it. */
 static volatile int64_t sink;
@@ -129,6 +134,31 @@ static void pshm_sum_1000(uint64_t count)
     }
 }
 
+/* The array loop, reading the block through a view; `check`: with the
+ * validity check a careful reader runs after each sum. */
+static void view_sums(uint64_t count, bool check)
+{
+    for (uint64_t n = 0; n < count; n++) {
+        OPAQUE_MEMORY();
+        int64_t sum = 0;
+        for (size_t i = 0; i < view.count; i++)
+            sum += view.ints[i];
+        if (check)
+            check_pshm(pshm_list_view_check(&view), "view_check");
+        sink = sum;
+    }
+}
+
+static void view_sum_1000(uint64_t count)
+{
+    view_sums(count, false);
+}
+
+static void view_checked_sum_1000(uint64_t count)
+{
+    view_sums(count, true);
+}
+
 static void array_sum_1000(uint64_t count)
 {
     for (uint64_t n = 0; n < count; n++) {
@@ -160,6 +190,7 @@ static void make_lists(void)
     atexit(remove_lists);
     check_pshm(pshm_list_create(&ints, list_name, values, SUM_LEN, PSHM_UNTRACKED), "create");
     check_pshm(pshm_block_unlink(pshm_list_block(ints)), "unlink");
+    check_pshm(pshm_list_view(ints, PSHM_INT, &view), "view");
     for (int i = 0; i < CYCLE; i++)
         values[i] = pshm_str("value 0");
     check_pshm(pshm_list_create(&strs, list_name, values, CYCLE, PSHM_UNTRACKED), "create");
@@ -178,6 +209,8 @@ int main(void)
     measure("list.create_1000", "pshm", pshm_create_1000);
     measure("list.sum_1000", "pshm", pshm_sum_1000);
     measure("list.sum_1000", "int64_array", array_sum_1000);
+    measure("list.sum_1000", "pshm_view", view_sum_1000);
+    measure("list.sum_1000", "pshm_view_checked", view_checked_sum_1000);
     pshm_list_free(ints);
     pshm_list_free(strs);
     return 0;

@@ -57,7 +57,8 @@ DESCRIPTIONS = {
         "Create a 1,000-item list of ints, then close and unlink it, ns per whole list.",
     "list.sum_1000":
         "Sum the 1,000 int items of a list, ns per whole sum; int64_array: the same sum "
-        "over a plain array.",
+        "over a plain array; pshm_view: that array loop over a pshm_view of the list; "
+        "pshm_view_checked: the same plus pshm_list_view_check after each sum.",
     "manager.block_create":
         "Through a running manager: ask it for a 4096-byte block (the server creates it, "
         "the client attaches), close the client's handle, release the block (the server "

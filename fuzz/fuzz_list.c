@@ -4,7 +4,8 @@
  * Each input becomes the whole content of one block (this process's own,
  * resized with ftruncate per input), which is attached as a list and read
  * every way the API offers: each item with get, get_copy and raw, then
- * format, repr, count and index; then a few writes and reads again. The
+ * format, repr, count and index, then typed views of it; then a few writes
+ * and reads again. The
  * library must answer PSHM_ECORRUPT (or succeed) and never read or write
  * outside the block; ASan and UBSan watch.
  */
@@ -93,6 +94,27 @@ static void read_whole(pshm_list *l)
     pshm_list_index(l, &probe, &n);
 }
 
+/* A view, where the list allows one, covers exactly its count of values. */
+static void use_view(pshm_list *l, pshm_type type, size_t start, size_t count)
+{
+    pshm_view v;
+    if (pshm_list_view_range(l, type, start, count, &v) < 0)
+        return;
+    const void *values = type == PSHM_INT ? (const void *)v.ints : (const void *)v.floats;
+    touch(values, v.count * 8);
+    if (v.count > 0 && type == PSHM_INT)
+        v.ints[v.count - 1] ^= 1;
+    pshm_list_view_check(&v);
+}
+
+static void read_views(pshm_list *l)
+{
+    size_t len = pshm_list_len(l);
+    use_view(l, PSHM_INT, 0, len);
+    use_view(l, PSHM_FLOAT, 0, len);
+    use_view(l, PSHM_INT, len / 2, len - len / 2);
+}
+
 static void read_all(pshm_list *l)
 {
     size_t len = pshm_list_len(l);
@@ -101,8 +123,10 @@ static void read_all(pshm_list *l)
     if (len > 0)
         read_item(l, -1);
     read_item(l, (int64_t)len); /* out of range */
-    if (len <= MAX_ITEMS)
+    if (len <= MAX_ITEMS) {
         read_whole(l);
+        read_views(l);
+    }
 }
 
 /* Writes through the validated paths: whatever the block said, they must
@@ -113,6 +137,7 @@ static void write_some(pshm_list *l)
     pshm_list_set(l, 0, pshm_str("fuzzing"));
     pshm_list_set(l, -1, pshm_bytes("0123456789abcdef", 16));
     pshm_list_set(l, 0, pshm_int(1));
+    pshm_list_set(l, 0, pshm_int(2)); /* same type: the lock-free path */
     pshm_list_add(l, 0, 5, &old);
     pshm_list_cas(l, -1, &old, 3);
     pshm_list_set(l, 0, pshm_none());

@@ -74,6 +74,15 @@ typedef struct item {
     uint64_t format;     /* the 8 format bytes as one word (native order) */
 } item;
 
+/* Fences order a type change's format before its data, and a view's reads
+ * before its check (pshm_list_view_check). GCC refuses fences under
+ * ThreadSanitizer, which does not model them; such builds go without. */
+#if defined(__SANITIZE_THREAD__)
+#define FENCE(order) ((void)0)
+#else
+#define FENCE(order) __atomic_thread_fence(order)
+#endif
+
 /* For the few helpers on the get path: a call would cost more than they do. */
 #define HOT static inline __attribute__((always_inline))
 
@@ -166,22 +175,31 @@ static int classify_sized(const pshm_list *l, const char *what, int64_t index, i
     return 0;
 }
 
-/* Type and width from a format and code copied out of the block. The four
- * fixed formats are one word compare each; all of them need 8 bytes. */
+/* The type of one of the four fixed formats with the code CPython pairs it
+ * with (each needs 8 bytes), or -1 for anything else. One word compare
+ * each, int first: shared by classify() and the fast paths. */
+HOT int fixed_type(uint64_t format, int code)
+{
+    if (format == format_word("q\0\0\0\0\0\0\0") && code == CODE_PLAIN)
+        return PSHM_INT;
+    if (format == format_word("d\0\0\0\0\0\0\0") && code == CODE_PLAIN)
+        return PSHM_FLOAT;
+    if (format == format_word("xxxxxxx?") && code == CODE_PLAIN)
+        return PSHM_BOOL;
+    if (format == format_word("xxxxxx?x") && code == CODE_NONE)
+        return PSHM_NONE;
+    return -1;
+}
+
+/* Type and width from a format and code copied out of the block. */
 HOT int classify(const pshm_list *l, const char *what, int64_t index, item *it, int code)
 {
+    int type = fixed_type(it->format, code);
+    if (type < 0)
+        return classify_sized(l, what, index, it, code);
+    it->type = (pshm_type)type;
     it->sized = false;
     it->width = 8;
-    if (it->format == format_word("q\0\0\0\0\0\0\0") && code == CODE_PLAIN)
-        it->type = PSHM_INT;
-    else if (it->format == format_word("d\0\0\0\0\0\0\0") && code == CODE_PLAIN)
-        it->type = PSHM_FLOAT;
-    else if (it->format == format_word("xxxxxxx?") && code == CODE_PLAIN)
-        it->type = PSHM_BOOL;
-    else if (it->format == format_word("xxxxxx?x") && code == CODE_NONE)
-        it->type = PSHM_NONE;
-    else
-        return classify_sized(l, what, index, it, code);
     if (it->span < 8) {
         char f[FORMAT_LEN];
         memcpy(f, &it->format, FORMAT_LEN);
@@ -210,6 +228,27 @@ static int position(const pshm_list *l, const char *what, int64_t index, size_t 
     return 0;
 }
 
+/* One copy of item pos's format and code (pos < len, the block open). */
+HOT void load_meta(const pshm_list *l, const unsigned char *buf, size_t pos,
+                   uint64_t *format, int *code)
+{
+    *format = __atomic_load_n((const uint64_t *)(buf + l->formats_at + pos * 8),
+                              __ATOMIC_RELAXED);
+    *code = (signed char)__atomic_load_n(buf + l->codes_at + pos, __ATOMIC_RELAXED);
+}
+
+/* Describe item pos from the copy of its format and code that load_meta
+ * made: every later decision rests on that copy alone. */
+HOT int describe(const pshm_list *l, const char *what, int64_t index, unsigned char *buf,
+                 size_t pos, uint64_t format, int code, item *it)
+{
+    it->pos = pos;
+    it->format = format;
+    it->data = buf + data_at(l->len) + l->offsets[pos];
+    it->span = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
+    return classify(l, what, index, it, code);
+}
+
 /* Locate item `index` and describe it from one copy of its format and code.
  * Inlined: it is most of the cost of a get. */
 HOT int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
@@ -217,16 +256,43 @@ HOT int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
     unsigned char *buf = list_buf(l, what);
     if (buf == NULL)
         return PSHM_ECLOSED;
-    int rc = position(l, what, index, &it->pos);
+    size_t pos;
+    int rc = position(l, what, index, &pos);
     if (rc < 0)
         return rc;
-    size_t pos = it->pos;
-    it->format = __atomic_load_n((uint64_t *)(buf + l->formats_at + pos * 8),
-                                 __ATOMIC_RELAXED);
-    int code = (signed char)__atomic_load_n(buf + l->codes_at + pos, __ATOMIC_RELAXED);
-    it->data = buf + data_at(l->len) + l->offsets[pos];
-    it->span = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
-    return classify(l, what, index, it, code);
+    uint64_t format;
+    int code;
+    load_meta(l, buf, pos, &format, &code);
+    return describe(l, what, index, buf, pos, format, code, it);
+}
+
+/*
+ * The fast paths of get and set, in two steps. peek(): the block's bytes
+ * and item `index`'s format and code, if the handle is open and
+ * 0 <= index < len; else NULL, and the caller takes the general path
+ * (find_item), which handles negative indices and reports every failure.
+ */
+HOT unsigned char *peek(const pshm_list *l, int64_t index, uint64_t *format, int *code)
+{
+    unsigned char *buf = l->block->buf;
+    if (buf == NULL || (uint64_t)index >= l->len)
+        return NULL;
+    load_meta(l, buf, (size_t)index, format, code);
+    return buf;
+}
+
+/* fixed_cell(): the data of the item peek() saw if it holds an int, float,
+ * bool or None in a span of at least 8 bytes (what classify() would say
+ * too), with its type in *type; else NULL. */
+HOT unsigned char *fixed_cell(const pshm_list *l, unsigned char *buf, size_t pos,
+                              uint64_t format, int code, pshm_type *type)
+{
+    const uint64_t *span = l->offsets + pos;
+    int t = fixed_type(format, code);
+    if (t < 0 || span[1] - span[0] < 8)
+        return NULL;
+    *type = (pshm_type)t;
+    return buf + data_at(l->len) + span[0];
 }
 
 /* ---- values ------------------------------------------------------------ */
@@ -259,38 +325,43 @@ static int check_utf8(const pshm_list *l, const char *what, int64_t index,
 }
 
 /* Fields are stored one by one: building a whole pshm_value on the stack
- * and copying it costs a store-forwarding stall on this hot path. On
- * failure *out is left untouched. */
-HOT int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
-                  pshm_value *out)
+ * and copying it costs a store-forwarding stall on this hot path. */
+HOT void read_fixed(const unsigned char *data, pshm_type type, pshm_value *out)
 {
     uint64_t w;
-    switch (it->type) {
+    switch (type) {
     case PSHM_INT:
-        out->u.i = (int64_t)load_word(it->data);
+        out->u.i = (int64_t)load_word(data);
         break;
     case PSHM_FLOAT:
-        w = load_word(it->data);
+        w = load_word(data);
         memcpy(&out->u.f, &w, sizeof w);
         break;
     case PSHM_BOOL:
         /* struct's '?' reads any non-zero byte as True. */
-        out->u.b = __atomic_load_n(it->data + 7, __ATOMIC_RELAXED) != 0;
+        out->u.b = __atomic_load_n(data + 7, __ATOMIC_RELAXED) != 0;
         break;
-    case PSHM_NONE:
+    default: /* None */
         out->u.i = 0;
         break;
-    case PSHM_STR:
-    case PSHM_BYTES: {
-        size_t n = strip_nuls(it->data, it->width);
-        int rc = it->type == PSHM_STR ? check_utf8(l, what, index, it->data, n) : 0;
-        if (rc < 0)
-            return rc;
-        out->u.s.ptr = (const char *)it->data;
-        out->u.s.len = n;
-        break;
     }
+    out->type = type;
+}
+
+/* On failure *out is left untouched. */
+HOT int read_item(const pshm_list *l, const char *what, int64_t index, const item *it,
+                  pshm_value *out)
+{
+    if (!it->sized) {
+        read_fixed(it->data, it->type, out);
+        return 0;
     }
+    size_t n = strip_nuls(it->data, it->width);
+    int rc = it->type == PSHM_STR ? check_utf8(l, what, index, it->data, n) : 0;
+    if (rc < 0)
+        return rc;
+    out->u.s.ptr = (const char *)it->data;
+    out->u.s.len = n;
     out->type = it->type;
     return 0;
 }
@@ -318,10 +389,15 @@ static int code_of(pshm_type t)
            : t == PSHM_NONE ? CODE_NONE : CODE_PLAIN;
 }
 
-/* Write a numeric, bool or None value as its 8-byte struct packing. */
-static void write_fixed(unsigned char *p, const pshm_value *v)
+static bool is_fixed(pshm_type t)
 {
-    uint64_t w = 0;
+    return t == PSHM_INT || t == PSHM_FLOAT || t == PSHM_BOOL || t == PSHM_NONE;
+}
+
+/* A numeric, bool or None value's 8-byte struct packing, as one word. */
+static uint64_t fixed_word(const pshm_value *v)
+{
+    uint64_t w = 0; /* None packs '?' of None: all zero */
     if (v->type == PSHM_INT)
         w = (uint64_t)v->u.i;
     else if (v->type == PSHM_FLOAT)
@@ -330,7 +406,7 @@ static void write_fixed(unsigned char *p, const pshm_value *v)
         unsigned char bytes[8] = {0, 0, 0, 0, 0, 0, 0, v->u.b ? 1 : 0};
         memcpy(&w, bytes, sizeof w);
     }
-    store_word(p, w); /* None packs '?' of None: all zero */
+    return w;
 }
 
 /* Write str/bytes as struct's "<width>s" does: the bytes, then NULs. */
@@ -346,7 +422,7 @@ static void write_value(unsigned char *p, const pshm_value *v, size_t width)
     if (v->type == PSHM_STR || v->type == PSHM_BYTES)
         write_sized(p, v, width);
     else
-        write_fixed(p, v);
+        store_word(p, fixed_word(v));
 }
 
 /* ---- create ------------------------------------------------------------ */
@@ -573,13 +649,43 @@ size_t pshm_list_len(const pshm_list *l)
 
 /* ---- get --------------------------------------------------------------- */
 
-int pshm_list_get(const pshm_list *l, int64_t index, pshm_value *out)
+/* A get that peek() could not serve: negative indices, and every failure
+ * but a malformed item. Out of line, as are the two below, so the fast
+ * path stays small. */
+static __attribute__((noinline)) int get_general(const pshm_list *l, int64_t index,
+                                                  pshm_value *out)
 {
     if (l == NULL || out == NULL)
         return err_set(PSHM_EINVAL, "get [%lld]: NULL list or value pointer", (long long)index);
     item it;
     int rc = find_item(l, "get", index, &it);
     return rc < 0 ? rc : read_item(l, "get", index, &it, out);
+}
+
+/* A get of an item peek() saw that is not a fixed type: str, bytes, or
+ * malformed. Continues from peek()'s copy of the format and code. */
+static __attribute__((noinline)) int get_peeked(const pshm_list *l, int64_t index,
+                                                 unsigned char *buf, uint64_t format,
+                                                 int code, pshm_value *out)
+{
+    item it;
+    int rc = describe(l, "get", index, buf, (size_t)index, format, code, &it);
+    return rc < 0 ? rc : read_item(l, "get", index, &it, out);
+}
+
+int pshm_list_get(const pshm_list *l, int64_t index, pshm_value *out)
+{
+    unsigned char *buf;
+    const unsigned char *cell;
+    uint64_t format;
+    int code;
+    pshm_type type;
+    if (l == NULL || out == NULL || (buf = peek(l, index, &format, &code)) == NULL)
+        return get_general(l, index, out);
+    if ((cell = fixed_cell(l, buf, (size_t)index, format, code, &type)) == NULL)
+        return get_peeked(l, index, buf, format, code, out);
+    read_fixed(cell, type, out);
+    return 0;
 }
 
 int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out, void *buf,
@@ -692,22 +798,53 @@ static int set_locked(pshm_list *l, int64_t index, const pshm_value *v)
         store_word(buf + l->formats_at + it.pos * 8, word);
         __atomic_store_n(buf + l->codes_at + it.pos, (unsigned char)code_of(v->type),
                          __ATOMIC_RELAXED);
+        /* The new format is visible before any of the new data: a view's
+         * check that runs after its reads sees every type change whose
+         * data those reads saw (pshm_list_view_check). */
+        FENCE(__ATOMIC_RELEASE);
     }
     write_value(it.data, v, width);
     return 0;
 }
 
-int pshm_list_set(pshm_list *l, int64_t index, pshm_value v)
+/* Every set that the fast path in pshm_list_set does not serve: type
+ * changes, str and bytes, negative indices, and every failure. Kept out of
+ * line so the fast path stays small. */
+static __attribute__((noinline)) int set_general(pshm_list *l, int64_t index,
+                                                  const pshm_value *v)
 {
     if (l == NULL)
         return err_set(PSHM_EINVAL, "set [%lld]: NULL list", (long long)index);
-    int rc = value_check(&v, "set", list_name(l), index);
+    int rc = value_check(v, "set", list_name(l), index);
     if (rc < 0 || (rc = check_writable(l, "set", index)) < 0)
         return rc;
     pthread_mutex_lock(&l->write_lock);
-    rc = set_locked(l, index, &v);
+    rc = set_locked(l, index, v);
     pthread_mutex_unlock(&l->write_lock);
     return rc;
+}
+
+/*
+ * A value of the type the item already holds, int, float, bool or None,
+ * needs no new format or code: it is one aligned 8-byte store, without the
+ * lock (the lock orders format, code and data of a type change; there is
+ * nothing to order here). See pshm.h for what a race with a type change
+ * of the same item leaves.
+ */
+int pshm_list_set(pshm_list *l, int64_t index, pshm_value v)
+{
+    unsigned char *buf, *cell;
+    uint64_t format;
+    int code;
+    pshm_type type;
+    if (l != NULL && is_fixed(v.type) && !(l->block->flags & PSHM_READONLY) &&
+        (buf = peek(l, index, &format, &code)) != NULL &&
+        (cell = fixed_cell(l, buf, (size_t)index, format, code, &type)) != NULL &&
+        type == v.type) {
+        store_word(cell, fixed_word(&v));
+        return 0;
+    }
+    return set_general(l, index, &v);
 }
 
 /* ---- atomics ----------------------------------------------------------- */
@@ -760,6 +897,104 @@ int pshm_list_cas(pshm_list *l, int64_t index, int64_t *expected, int64_t desire
                                                __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
     *expected = (int64_t)want;
     return swapped ? 1 : 0;
+}
+
+/* ---- typed views ------------------------------------------------------- */
+
+/*
+ * A view of ints (floats) rests on two facts. Each item's span is fixed by
+ * the private offsets, so a range whose spans are all 8 is a contiguous
+ * int64_t (double) array inside the block for as long as the handle is
+ * open. Each item's type is its format and code, which any process may
+ * rewrite at any time and which CPython pairs with no version word, so
+ * the only honest check is to compare them all again.
+ */
+
+/* The first item in [start, end) whose format or code is not those of
+ * `type` (PSHM_INT or PSHM_FLOAT), or end. 9 bytes read per item. */
+static size_t first_other(const pshm_list *l, const unsigned char *buf, pshm_type type,
+                          size_t start, size_t end)
+{
+    uint64_t want = format_word(fixed_format(type));
+    const uint64_t *formats = (const uint64_t *)(buf + l->formats_at);
+    const unsigned char *codes = buf + l->codes_at;
+    for (size_t pos = start; pos < end; pos++)
+        if (__atomic_load_n(formats + pos, __ATOMIC_RELAXED) != want ||
+            __atomic_load_n(codes + pos, __ATOMIC_RELAXED) != CODE_PLAIN)
+            return pos;
+    return end;
+}
+
+/* Why item `pos` cannot be in a view of `type`: PSHM_ETYPE naming what it
+ * holds now, or the item's own error if it is malformed. */
+static int not_viewable(const pshm_list *l, const char *what, size_t pos, pshm_type type)
+{
+    item it;
+    int rc = find_item(l, what, (int64_t)pos, &it);
+    if (rc < 0)
+        return rc;
+    return err_set(PSHM_ETYPE, "%s \"%s\"[%zu]: the item is a%s %s in %zu bytes; a view needs "
+                   "%ss of exactly 8 bytes each", what, list_name(l), pos,
+                   it.type == PSHM_INT ? "n" : "", type_name(it.type), it.span,
+                   type_name(type));
+}
+
+static bool viewable_type(pshm_type type)
+{
+    return type == PSHM_INT || type == PSHM_FLOAT;
+}
+
+int pshm_list_view_range(pshm_list *l, pshm_type type, size_t start, size_t count,
+                         pshm_view *out)
+{
+    if (l == NULL || out == NULL)
+        return err_set(PSHM_EINVAL, "view [%zu]: NULL list or view pointer", start);
+    if (!viewable_type(type))
+        return err_set(PSHM_EINVAL, "view \"%s\": a view holds ints or floats, not type %d",
+                       list_name(l), (int)type);
+    unsigned char *buf = list_buf(l, "view");
+    if (buf == NULL)
+        return PSHM_ECLOSED;
+    if (start > l->len || count > l->len - start)
+        return err_set(PSHM_ERANGE, "view \"%s\": %zu items from index %zu do not fit a list "
+                       "of %zu items", list_name(l), count, start, l->len);
+    size_t end = start + count;
+    size_t other = first_other(l, buf, type, start, end);
+    for (size_t pos = start; pos < other; pos++)
+        if (l->offsets[pos + 1] - l->offsets[pos] != 8)
+            return not_viewable(l, "view", pos, type);
+    if (other < end)
+        return not_viewable(l, "view", other, type);
+    unsigned char *values = buf + data_at(l->len) + l->offsets[start];
+    *out = (pshm_view){.list = l, .type = type, .start = start, .count = count,
+                       .ints = type == PSHM_INT ? (int64_t *)values : NULL,
+                       .floats = type == PSHM_FLOAT ? (double *)values : NULL};
+    return 0;
+}
+
+int pshm_list_view(pshm_list *l, pshm_type type, pshm_view *out)
+{
+    return pshm_list_view_range(l, type, 0, pshm_list_len(l), out);
+}
+
+int pshm_list_view_check(const pshm_view *view)
+{
+    if (view == NULL || view->list == NULL)
+        return err_set(PSHM_EINVAL, "view_check: NULL view or a view without a list");
+    const pshm_list *l = view->list;
+    if (!viewable_type(view->type) || view->start > l->len ||
+        view->count > l->len - view->start)
+        return err_set(PSHM_EINVAL, "view_check \"%s\": not a view pshm_list_view made",
+                       list_name(l));
+    const unsigned char *buf = list_buf(l, "view_check");
+    if (buf == NULL)
+        return PSHM_ECLOSED;
+    /* The caller's reads through the view come before the formats read
+     * here; set_locked() publishes a new format before its data. */
+    FENCE(__ATOMIC_ACQUIRE);
+    size_t end = view->start + view->count;
+    size_t other = first_other(l, buf, view->type, view->start, end);
+    return other < end ? not_viewable(l, "view_check", other, view->type) : 0;
 }
 
 /* ---- whole-list reads -------------------------------------------------- */

@@ -6,8 +6,9 @@
  * Threads concurrently: create tracked and untracked blocks (registering
  * with the tracker while others map and unmap), attach, write and verify,
  * close, unlink, and fail on purpose, checking that each thread's error
- * message is its own; add atomically to one list item; share one manager
- * handle for block requests and releases.
+ * message is its own; add atomically to one list item; get and set list
+ * items of unchanging types (the lock-free path) and see only whole values;
+ * share one manager handle for block requests and releases.
  *
  * The tracker is started from the main thread first. Under ThreadSanitizer
  * a raw clone() while other threads run leaves the child in TSan's runtime
@@ -94,6 +95,35 @@ static void *list_adds(void *arg)
     return NULL;
 }
 
+/* Same-type sets and gets race on 8 int and 8 float items: every value
+ * read must be one some thread wrote whole (thread t writes t times
+ * 0x0101010101010101 and t + 0.5), never a mix of two. */
+enum { MIXED_ITEMS = 16 };
+static const int64_t INT_PATTERN = 0x0101010101010101;
+
+static void *same_type_sets(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    for (int r = 0; r < 2000; r++) {
+        int64_t index = (r * 7 + id) % MIXED_ITEMS;
+        pshm_value v = index % 2 ? pshm_float(id + 0.5) : pshm_int(id * INT_PATTERN);
+        CHECK(pshm_list_set(shared_list, index, v) == 0, "%s", pshm_last_error());
+        pshm_value got;
+        index = (r * 5 + id + 1) % MIXED_ITEMS;
+        CHECK(pshm_list_get(shared_list, index, &got) == 0, "%s", pshm_last_error());
+        if (index % 2) {
+            double whole = got.u.f - 0.5;
+            CHECK(got.type == PSHM_FLOAT && whole == (int)whole && whole >= 0 &&
+                  whole < THREADS, "item %lld read %g", (long long)index, got.u.f);
+        } else {
+            CHECK(got.type == PSHM_INT && got.u.i % INT_PATTERN == 0 && got.u.i >= 0 &&
+                  got.u.i / INT_PATTERN < THREADS, "item %lld read %llx", (long long)index,
+                  (unsigned long long)got.u.i);
+        }
+    }
+    return NULL;
+}
+
 static void run(const char *what, void *(*fn)(void *))
 {
     pthread_t t[THREADS];
@@ -137,6 +167,17 @@ int main(void)
         fprintf(stderr, "FAIL: the adds summed to %lld\n", (long long)total.u.i);
         atomic_fetch_add(&failures, 1);
     }
+    pshm_block_unlink(pshm_list_block(shared_list));
+    pshm_list_free(shared_list);
+
+    pshm_value mixed[MIXED_ITEMS];
+    for (int i = 0; i < MIXED_ITEMS; i++)
+        mixed[i] = i % 2 ? pshm_float(0.5) : pshm_int(0);
+    if (pshm_list_create(&shared_list, NULL, mixed, MIXED_ITEMS, 0) < 0) {
+        fprintf(stderr, "FAIL: %s\n", pshm_last_error());
+        return 1;
+    }
+    run("same-type gets and sets from 8 threads", same_type_sets);
     pshm_block_unlink(pshm_list_block(shared_list));
     pshm_list_free(shared_list);
 

@@ -1,7 +1,10 @@
 /*
  * test_list.c — shareable lists: every call, errors, type changes, the
- * CPython layout, atomics across processes, and blocks corrupted by hand.
- * (CPython itself is the reference in test_list_interop.py.)
+ * CPython layout, atomics across processes, blocks corrupted by hand, typed
+ * views (the check against another process's type change) and the
+ * lock-free same-type get/set.
+ * (CPython itself is the reference in test_list_interop.py and
+ * test_list_views.py.)
  */
 #include "pshm.h"
 #include "support.h"
@@ -645,4 +648,253 @@ Test(list, header_rewritten_after_attach_is_ignored)
     assert_attach_corrupt(name, "item count");
     pshm_list_free(l);
     finish(owner);
+}
+
+/* ---- typed views and same-type get/set ---------------------------------- */
+
+#define ASSERT_MESSAGE(text)                                                           \
+    cr_assert(strstr(pshm_last_error(), (text)) != NULL, "\"%s\" lacks \"%s\"",       \
+              pshm_last_error(), (text))
+
+static pshm_list *ints(const char *name, size_t n)
+{
+    pshm_value values[64];
+    cr_assert_leq(n, 64);
+    for (size_t i = 0; i < n; i++)
+        values[i] = pshm_int((int64_t)i * 10);
+    return make(name, values, n);
+}
+
+/* In a child process: attach `name` and set item `index` to v. */
+static void set_in_child(const char *name, int64_t index, pshm_value v)
+{
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        pshm_list *l;
+        int rc = pshm_list_attach(&l, name, PSHM_UNTRACKED);
+        if (rc == 0)
+            rc = pshm_list_set(l, index, v);
+        _exit(rc < 0);
+    }
+    int status = t_wait(pid, 30);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+}
+
+Test(list, int_view_reads_and_writes_the_items)
+{
+    const char *name = new_name("ints");
+    pshm_list *l = ints(name, 16);
+    pshm_view v;
+    ASSERT_OK(pshm_list_view(l, PSHM_INT, &v));
+    cr_assert_eq(v.list, l);
+    cr_assert_eq(v.type, PSHM_INT);
+    cr_assert_eq(v.start, 0);
+    cr_assert_eq(v.count, 16);
+    cr_assert_null(v.floats);
+    for (size_t i = 0; i < v.count; i++)
+        cr_assert_eq(v.ints[i], (int64_t)i * 10);
+    v.ints[3] = INT64_MIN;
+    pshm_value got;
+    ASSERT_OK(pshm_list_get(l, 3, &got));
+    cr_assert(got.type == PSHM_INT && got.u.i == INT64_MIN);
+    ASSERT_OK(pshm_list_set(l, 4, pshm_int(-4)));
+    cr_assert_eq(v.ints[4], -4);
+    ASSERT_OK(pshm_list_view_check(&v));
+    finish(l);
+}
+
+Test(list, float_view_and_ranges)
+{
+    pshm_value in[] = {pshm_int(1), pshm_float(0.5), pshm_float(-0.0), pshm_float(INFINITY),
+                       pshm_int(2)};
+    pshm_list *l = make(new_name("floats"), in, 5);
+    pshm_view v;
+    ASSERT_OK(pshm_list_view_range(l, PSHM_FLOAT, 1, 3, &v));
+    cr_assert_null(v.ints);
+    cr_assert_eq(v.floats[0], 0.5);
+    cr_assert(signbit(v.floats[1]) && v.floats[1] == 0.0);
+    cr_assert(isinf(v.floats[2]));
+    v.floats[0] = 1.25;
+    pshm_value got;
+    ASSERT_OK(pshm_list_get(l, 1, &got));
+    cr_assert(got.type == PSHM_FLOAT && got.u.f == 1.25);
+    ASSERT_OK(pshm_list_view_range(l, PSHM_INT, 4, 1, &v));
+    cr_assert_eq(v.ints[0], 2);
+    ASSERT_OK(pshm_list_view_range(l, PSHM_INT, 5, 0, &v)); /* empty, at the end */
+    cr_assert_eq(v.count, 0);
+    ASSERT_OK(pshm_list_view_check(&v));
+    finish(l);
+}
+
+/* The first item that is not of the view's type is named, whatever follows. */
+Test(list, view_mixed_ranges_are_refused_naming_the_first_other_item)
+{
+    const char *name = new_name("mixed");
+    pshm_value in[] = {pshm_int(0), pshm_int(1), pshm_str("two"), pshm_float(3),
+                       pshm_bool(true), pshm_none(), pshm_int(6)};
+    pshm_list *l = make(name, in, 7);
+    pshm_view v = {0};
+    char want[128];
+    ASSERT_FAILS(pshm_list_view(l, PSHM_INT, &v), PSHM_ETYPE);
+    snprintf(want, sizeof want, "view \"%s\"[2]: the item is a str in 8 bytes", name);
+    ASSERT_MESSAGE(want);
+    cr_assert_eq(v.list, NULL, "a refused view is left untouched");
+    ASSERT_FAILS(pshm_list_view_range(l, PSHM_FLOAT, 3, 2, &v), PSHM_ETYPE);
+    ASSERT_MESSAGE("[4]: the item is a bool");
+    ASSERT_FAILS(pshm_list_view_range(l, PSHM_INT, 5, 2, &v), PSHM_ETYPE);
+    ASSERT_MESSAGE("[5]: the item is a None");
+    ASSERT_FAILS(pshm_list_view_range(l, PSHM_FLOAT, 0, 1, &v), PSHM_ETYPE);
+    ASSERT_MESSAGE("[0]: the item is an int in 8 bytes; a view needs floats");
+    ASSERT_OK(pshm_list_view_range(l, PSHM_INT, 0, 2, &v));
+    finish(l);
+}
+
+/* An int in a 16-byte slot (a str's, set to an int) breaks contiguity. */
+Test(list, view_wide_slots_are_refused)
+{
+    const char *name = new_name("wide");
+    pshm_value in[] = {pshm_int(0), pshm_str("fifteen bytes.."), pshm_int(2)};
+    pshm_list *l = make(name, in, 3);
+    ASSERT_OK(pshm_list_set(l, 1, pshm_int(1)));
+    pshm_view v;
+    ASSERT_FAILS(pshm_list_view(l, PSHM_INT, &v), PSHM_ETYPE);
+    ASSERT_MESSAGE("[1]: the item is an int in 16 bytes; a view needs ints of exactly 8");
+    ASSERT_OK(pshm_list_view_range(l, PSHM_INT, 2, 1, &v));
+    /* The first offending item is named, whether its type or its slot is
+     * what offends: here the float before the wide slot. */
+    ASSERT_OK(pshm_list_set(l, 0, pshm_float(0.5)));
+    ASSERT_FAILS(pshm_list_view(l, PSHM_INT, &v), PSHM_ETYPE);
+    ASSERT_MESSAGE("[0]: the item is a float in 8 bytes");
+    finish(l);
+}
+
+Test(list, view_bad_arguments)
+{
+    pshm_list *l = ints(new_name("args"), 4);
+    pshm_view v;
+    ASSERT_FAILS(pshm_list_view(NULL, PSHM_INT, &v), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_view(l, PSHM_INT, NULL), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_view(l, PSHM_STR, &v), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_view(l, (pshm_type)99, &v), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_view_range(l, PSHM_INT, 5, 0, &v), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_view_range(l, PSHM_INT, 2, 3, &v), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_view_range(l, PSHM_INT, 1, SIZE_MAX, &v), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_view_check(NULL), PSHM_EINVAL);
+    pshm_view forged = {.list = l, .type = PSHM_INT, .start = 3, .count = 2};
+    ASSERT_FAILS(pshm_list_view_check(&forged), PSHM_EINVAL);
+    ASSERT_OK(pshm_list_view(l, PSHM_INT, &v));
+    ASSERT_OK(pshm_block_close(pshm_list_block(l)));
+    ASSERT_FAILS(pshm_list_view_check(&v), PSHM_ECLOSED);
+    ASSERT_FAILS(pshm_list_view(l, PSHM_INT, &v), PSHM_ECLOSED);
+    finish(l);
+}
+
+Test(list, view_empty_list)
+{
+    pshm_list *l = make(new_name("empty"), NULL, 0);
+    pshm_view v;
+    ASSERT_OK(pshm_list_view(l, PSHM_FLOAT, &v));
+    cr_assert_eq(v.count, 0);
+    ASSERT_OK(pshm_list_view_check(&v));
+    finish(l);
+}
+
+/* Another process changes types: the check names the first changed item;
+ * same-type sets and changes outside the range keep the view valid. */
+Test(list, view_check_sees_a_type_change_by_another_process)
+{
+    const char *name = new_name("check");
+    pshm_list *l = ints(name, 10);
+    pshm_view v;
+    ASSERT_OK(pshm_list_view_range(l, PSHM_INT, 2, 6, &v));
+    set_in_child(name, 9, pshm_str("outside"));
+    set_in_child(name, 4, pshm_int(44));
+    ASSERT_OK(pshm_list_view_check(&v));
+    cr_assert_eq(v.ints[2], 44);
+    set_in_child(name, 6, pshm_float(6.5));
+    set_in_child(name, 5, pshm_str("five"));
+    ASSERT_FAILS(pshm_list_view_check(&v), PSHM_ETYPE);
+    char want[128];
+    snprintf(want, sizeof want, "view_check \"%s\"[5]: the item is a str", name);
+    ASSERT_MESSAGE(want);
+    set_in_child(name, 5, pshm_int(5));
+    ASSERT_FAILS(pshm_list_view_check(&v), PSHM_ETYPE);
+    ASSERT_MESSAGE("[6]: the item is a float");
+    set_in_child(name, 6, pshm_int(6)); /* changed back: no check can tell */
+    ASSERT_OK(pshm_list_view_check(&v));
+    finish(l);
+}
+
+Test(list, view_read_only_list_can_be_viewed)
+{
+    const char *name = new_name("ro");
+    pshm_list *l = ints(name, 3), *ro;
+    ASSERT_OK(pshm_list_attach(&ro, name, PSHM_READONLY | PSHM_UNTRACKED));
+    pshm_view v;
+    ASSERT_OK(pshm_list_view(ro, PSHM_INT, &v));
+    cr_assert_eq(v.ints[2], 20);
+    ASSERT_OK(pshm_list_view_check(&v));
+    pshm_list_free(ro);
+    finish(l);
+}
+
+/* ---- same-type get and set (the lock-free path) -------------------------- */
+
+static uint64_t data_word(pshm_list *l, size_t index, size_t n)
+{
+    const unsigned char *buf = pshm_block_buf(pshm_list_block(l));
+    uint64_t w;
+    memcpy(&w, buf + (n + 2) * 8 + index * 8, sizeof w);
+    return w;
+}
+
+/* Each fixed type set over itself writes struct's packing: bool's byte in
+ * the 8th place, None all zero, and every pad byte zero. */
+Test(list, same_type_sets_write_cpython_bytes)
+{
+    pshm_value in[] = {pshm_int(1), pshm_float(1), pshm_bool(false), pshm_none()};
+    pshm_list *l = make(new_name("same"), in, 4);
+    unsigned char *buf = pshm_block_buf(pshm_list_block(l));
+    memset(buf + 6 * 8, 0xee, 4 * 8); /* garbage a set must overwrite */
+    ASSERT_OK(pshm_list_set(l, 0, pshm_int(-2)));
+    ASSERT_OK(pshm_list_set(l, 1, pshm_float(-2.5)));
+    ASSERT_OK(pshm_list_set(l, 2, pshm_bool(true)));
+    ASSERT_OK(pshm_list_set(l, -1, pshm_none()));
+    double f = -2.5;
+    uint64_t fw, bw = 0;
+    memcpy(&fw, &f, sizeof fw);
+    ((unsigned char *)&bw)[7] = 1;
+    cr_assert_eq(data_word(l, 0, 4), (uint64_t)-2);
+    cr_assert_eq(data_word(l, 1, 4), fw);
+    cr_assert_eq(data_word(l, 2, 4), bw);
+    cr_assert_eq(data_word(l, 3, 4), 0);
+    pshm_value got;
+    ASSERT_OK(pshm_list_get(l, -2, &got));
+    cr_assert(got.type == PSHM_BOOL && got.u.b);
+    ASSERT_OK(pshm_list_set(l, 2, pshm_bool(false)));
+    cr_assert_eq(data_word(l, 2, 4), 0);
+    finish(l);
+}
+
+/* The lock-free path keeps every refusal of the general one. */
+Test(list, same_type_sets_keep_refusals)
+{
+    const char *name = new_name("refuse");
+    pshm_list *l = ints(name, 2), *ro;
+    ASSERT_OK(pshm_list_attach(&ro, name, PSHM_READONLY | PSHM_UNTRACKED));
+    ASSERT_FAILS(pshm_list_set(ro, 0, pshm_int(5)), PSHM_EACCES);
+    ASSERT_FAILS(pshm_list_set(ro, 0, pshm_none()), PSHM_EACCES);
+    pshm_list_free(ro);
+    ASSERT_FAILS(pshm_list_set(l, 2, pshm_int(5)), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_set(l, -3, pshm_int(5)), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_set(NULL, 0, pshm_int(5)), PSHM_EINVAL);
+    /* A "q" format with a str's code is malformed, not an int. */
+    unsigned char *buf = pshm_block_buf(pshm_list_block(l));
+    buf[(2 + 2) * 8 + 2 * 8 + 2 * 8 + 1] = 1; /* item 1's code */
+    ASSERT_FAILS(pshm_list_set(l, 1, pshm_int(5)), PSHM_ECORRUPT);
+    pshm_value got;
+    ASSERT_FAILS(pshm_list_get(l, 1, &got), PSHM_ECORRUPT);
+    cr_assert_eq(data_word(l, 1, 2), 10);
+    finish(l);
 }

@@ -11,6 +11,15 @@
  *   list_tool add NAME INDEX DELTA     prints the value before the add
  *   list_tool count|index NAME LITERAL
  *   list_tool unlink NAME
+ *   list_tool ops NAME                 commands from stdin, one a line, one
+ *                                      output line each (flushed):
+ *       get INDEX                      repr() of the item
+ *       set INDEX LITERAL              "ok"
+ *       view int|float START COUNT     take a view of the range: "ok"
+ *       vset K LITERAL                 store an int/float literal as the
+ *                                      view's K-th value: "ok"
+ *       check                          pshm_list_view_check: "ok"
+ *     a failing call prints "error CODE: message" and the loop goes on.
  *
  * Lists are created and attached untracked: the test owns their lifetime.
  * Output goes to stdout. A failing call prints "error CODE: message" there
@@ -48,7 +57,7 @@ static void check(int rc)
 static void usage(void)
 {
     fprintf(stderr, "usage: list_tool create|range|repr|format|len|sum|get|raw|set|add|"
-                    "count|index|unlink NAME [ARGS...]\n");
+                    "count|index|unlink|ops NAME [ARGS...]\n");
     exit(2);
 }
 
@@ -86,6 +95,92 @@ static void print_value(const pshm_value *v)
     char *text;
     check(pshm_value_repr(v, &text));
     print_owned(text);
+}
+
+/* ---- ops: a session on one list, driven line by line ---------------- */
+
+static bool report(int rc)
+{
+    if (rc < 0)
+        printf("error %s: %s\n", code_name(rc), pshm_last_error());
+    return rc >= 0;
+}
+
+/* Store a literal of the view's type as its k-th value. */
+static int view_store(const pshm_view *view, size_t k, const char *literal)
+{
+    pshm_value v;
+    int rc = pshm_value_parse(literal, &v);
+    if (rc < 0)
+        return rc;
+    if (k >= view->count || v.type != view->type) {
+        pshm_value_free(&v);
+        return PSHM_EINVAL;
+    }
+    if (v.type == PSHM_INT)
+        view->ints[k] = v.u.i;
+    else
+        view->floats[k] = v.u.f;
+    return 0;
+}
+
+/* One command; false if it is not one. `view` persists between calls. */
+static bool run_op(pshm_list *l, char *line, pshm_view *view)
+{
+    char type[8];
+    long long a, b;
+    int at = 0;
+    pshm_value v;
+    if (sscanf(line, "get %lld%n", &a, &at) == 1 && line[at] == '\0') {
+        if (report(pshm_list_get(l, a, &v)))
+            print_value(&v);
+        return true;
+    }
+    if (sscanf(line, "set %lld %n", &a, &at) == 1 && at > 0) {
+        int rc = pshm_value_parse(line + at, &v);
+        if (rc == 0) {
+            rc = pshm_list_set(l, a, v);
+            pshm_value_free(&v);
+        }
+        if (report(rc))
+            puts("ok");
+        return true;
+    }
+    if (sscanf(line, "view %7s %lld %lld", type, &a, &b) == 3 && a >= 0 && b >= 0) {
+        pshm_type t = strcmp(type, "int") == 0 ? PSHM_INT : PSHM_FLOAT;
+        if (report(pshm_list_view_range(l, t, (size_t)a, (size_t)b, view)))
+            puts("ok");
+        return true;
+    }
+    if (sscanf(line, "vset %lld %n", &a, &at) == 1 && at > 0 && a >= 0) {
+        if (report(view_store(view, (size_t)a, line + at)))
+            puts("ok");
+        return true;
+    }
+    if (strcmp(line, "check") == 0) {
+        if (report(pshm_list_view_check(view)))
+            puts("ok");
+        return true;
+    }
+    return false;
+}
+
+static int cmd_ops(const char *name)
+{
+    pshm_list *l = attach(name);
+    pshm_view view = {0};
+    char line[4096];
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    while (fgets(line, sizeof line, stdin) != NULL) {
+        line[strcspn(line, "\n")] = '\0';
+        if (!run_op(l, line, &view)) {
+            fprintf(stderr, "list_tool ops: bad command: %s\n", line);
+            pshm_list_free(l);
+            return 2;
+        }
+    }
+    pshm_list_free(l);
+    return 0;
 }
 
 static int cmd_create(const char *name, int n, char **literals)
@@ -204,6 +299,8 @@ int main(int argc, char **argv)
         return cmd_create(name, argc - 3, argv + 3);
     if (strcmp(cmd, "range") == 0 && argc == 4)
         return cmd_range(name, parse_int(argv[3]));
+    if (strcmp(cmd, "ops") == 0 && argc == 3)
+        return cmd_ops(name);
     if (strcmp(cmd, "unlink") == 0) {
         check(pshm_unlink(name));
         return 0;
