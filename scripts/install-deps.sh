@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# Installs the Debian packages pshm needs to build, test, fuzz and benchmark.
+# Installs the Debian packages pshm needs to build, test, fuzz and benchmark,
+# and to lint its manual pages and build and check its Debian packages.
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
 packages=(cmake make gcc clang libclang-rt-dev pkg-config python3
           libcriterion-dev libsodium-dev libunistring-dev
-          gnuplot-nox valgrind)
+          gnuplot-nox valgrind
+          mandoc man-db bash-completion clang-format
+          dpkg-dev fakeroot file lintian)
 
 missing=()
 for p in "${packages[@]}"; do
