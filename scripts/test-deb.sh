@@ -4,10 +4,11 @@
 #   1. lintian finds no error in them;
 #   2. they install on this machine (dpkg -i, as root) with the dependencies
 #      their control files name;
-#   3. the installed files work: pshm runs and reports the version, the
-#      examples compile against the installed header and library with
-#      pkg-config and with CMake's find_package (shared and static) and run,
-#      `man` finds every page and link, bash completion loads for pshm;
+#   3. the installed files work: pshm runs, it and pkg-config report the
+#      package's version, the examples compile against the installed header
+#      and library with pkg-config and with CMake's find_package (shared and
+#      static) and run, `man` finds every page and link, bash completion
+#      loads for pshm;
 #   4. dpkg --purge removes them leaving none of their files behind.
 # The packages are always removed on the way out (trap), also after a
 # failure. Refuses to run if any of them is already installed: that
@@ -23,8 +24,14 @@ for p in "${packages[@]}"; do
 done
 version=$(sed -n 's/^Version: \(.*\)-[0-9]*$/\1/p' <(dpkg-deb -f "${debs[0]}"))
 [ "$(id -u)" -eq 0 ] || { echo "test-deb: run as root (it installs the packages)"; exit 1; }
+# Whether dpkg has any trace of package $1 (installed, unpacked, config files).
+present() {
+  local status
+  status=$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null) || return 1
+  [ "${status##* }" != not-installed ]
+}
 for p in "${packages[@]}"; do
-  if dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'installed'; then
+  if present "$p"; then
     echo "test-deb: $p is already installed; remove it first"; exit 1
   fi
 done
@@ -37,6 +44,9 @@ remove() {
 trap remove EXIT
 trap 'echo "test-deb: failed at line $LINENO: $BASH_COMMAND" >&2' ERR
 step() { printf -- '-- %s\n' "$*"; }
+# Output is searched with `grep PATTERN >/dev/null`, never `grep -q`: -q
+# stops reading at the first match, and the writer's SIGPIPE would then fail
+# the pipeline (pipefail).
 
 step "lintian"
 # Errors fail; warnings are shown (the ones kept are listed in README.md).
@@ -54,20 +64,21 @@ done
 step "pshm runs"
 [ "$(command -v pshm)" = /usr/bin/pshm ]
 [ "$(pshm --version)" = "pshm $version" ]
+[ "$(pkg-config --modversion pshm)" = "$version" ]
 block=debtest_$$
 pshm create --name "$block" --size 4K >/dev/null
-pshm info "$block" | grep -q "$block"
+pshm info "$block" | grep "$block" >/dev/null
 pshm rm "$block"
 
 step "examples compile against the installed files (pkg-config, find_package)"
 # shellcheck disable=SC2046
 cc tests/install/app.c $(pkg-config --cflags --libs pshm) -o "$work/app_pc"
-"$work/app_pc" | grep -q '^made psm_'
-ldd "$work/app_pc" | grep -q '/libpshm.so.0 '
+"$work/app_pc" | grep '^made psm_' >/dev/null
+ldd "$work/app_pc" | grep '/libpshm.so.0 ' >/dev/null
 cmake -S tests/install -B "$work/consumer" >/dev/null
 cmake --build "$work/consumer" >/dev/null
-"$work/consumer/app" | grep -q '^made psm_'
-"$work/consumer/app_static" | grep -q '^made psm_'
+"$work/consumer/app" | grep '^made psm_' >/dev/null
+"$work/consumer/app_static" | grep '^made psm_' >/dev/null
 for ex in examples/*.c; do
   # shellcheck disable=SC2046
   cc -std=c11 -Wall -Werror "$ex" $(pkg-config --cflags --libs pshm) -o "$work/$(basename "$ex" .c)"
@@ -75,20 +86,20 @@ done
 
 step "manual pages and links"
 export MANPAGER=cat MANWIDTH=80
-man 1 pshm | grep -q 'pshm create'
-man 7 pshm | grep -q 'The tracker'
+man 1 pshm | grep 'pshm create' >/dev/null
+man 7 pshm | grep 'The tracker' >/dev/null
 for f in $(nm -D --defined-only /usr/lib/*/libpshm.so.0 | awk '$2 == "T" { sub(/@.*/, "", $3); print $3 }'); do
-  man 3 "$f" 2>/dev/null | grep -q "$f" || { echo "man 3 $f: no page"; exit 1; }
+  man 3 "$f" 2>/dev/null | grep "$f" >/dev/null || { echo "man 3 $f: no page"; exit 1; }
 done
 
 step "bash completion"
 bash -c 'source /usr/share/bash-completion/bash_completion
-         _completion_loader pshm; complete -p pshm' | grep -q ' pshm$'
+         _completion_loader pshm; complete -p pshm' | grep ' pshm$' >/dev/null
 
 step "remove"
 dpkg --purge "${packages[@]}" >/dev/null
 for p in "${packages[@]}"; do
-  ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q installed
+  if present "$p"; then echo "test-deb: $p is still known to dpkg"; exit 1; fi
 done
 left=0
 while read -r f; do
@@ -99,5 +110,5 @@ while read -r f; do
   fi
 done <"$work/files"
 [ "$left" -eq 0 ]
-! ldconfig -p | grep -q libpshm
+if ldconfig -p | grep libpshm; then echo "test-deb: libpshm is still in the ldconfig cache"; exit 1; fi
 echo "deb packages: lintian clean of errors, installed, used, removed leaving nothing"
