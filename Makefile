@@ -3,7 +3,7 @@ BUILD ?= build
 JOBS  ?= $(shell nproc)
 CMAKE_FLAGS ?=
 
-.PHONY: all deps build test demo bench install stress clean sanitize fuzz
+.PHONY: all deps build test demo bench install stress clean sanitize fuzz deb deb-test
 
 all: build
 
@@ -30,6 +30,14 @@ stress: build
 
 install: build
 	cmake --install $(BUILD)
+
+# Debian packages, built in their own directory, build-deb.
+deb: deps
+	JOBS=$(JOBS) bash scripts/make-deb.sh build-deb
+
+# Installs the packages on this machine (root), uses them, removes them.
+deb-test: deb
+	bash scripts/test-deb.sh build-deb
 
 clean:
 	rm -rf $(BUILD) build-*

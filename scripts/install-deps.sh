@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# Installs the Debian packages pshm needs to build, test, fuzz and benchmark.
+# Installs the Debian packages pshm needs to build, test, fuzz and benchmark,
+# and to lint its manual pages and build and check its Debian packages.
 # Idempotent: does nothing when everything is already there.
 set -euo pipefail
 
 packages=(cmake make gcc clang libclang-rt-dev pkg-config python3
           libcriterion-dev libsodium-dev libunistring-dev
           gnuplot-nox valgrind
-          python3-dev python3-setuptools python3-wheel python3-numpy)
+          python3-dev python3-setuptools python3-wheel python3-numpy
+          mandoc man-db bash-completion clang-format
+          dpkg-dev fakeroot file lintian)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -14,6 +14,11 @@ cmake -S "$src" -B "$work/build" -DCMAKE_INSTALL_PREFIX="$prefix" \
 cmake --build "$work/build" -j "$(nproc)" >/dev/null
 cmake --install "$work/build" >/dev/null
 libdir=$(dirname "$(find "$prefix" -name 'libpshm.so' | head -n 1)")
+# The manual pages (one by a link to a shared page) and the bash completion.
+for page in "1 pshm" "3 pshm_block_create" "3 pshm_block_attach" "7 pshm"; do
+  MANPATH=$prefix/share/man MANPAGER=cat man $page | grep pshm >/dev/null  # not -q: SIGPIPE
+done
+test -f "$prefix/share/bash-completion/completions/pshm"
 
 cmake -S "$src/tests/install" -B "$work/consumer" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
 cmake --build "$work/consumer" >/dev/null
