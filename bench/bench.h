@@ -26,9 +26,9 @@
 #include <stdlib.h>
 #include <time.h>
 
-#define BENCH_MEASURE_NS 200000000.0 /* 0.2 s per figure, times the scale */
+#define BENCH_MEASURE_NS 200000000.0   /* 0.2 s per figure, times the scale */
 #define BENCH_CALIBRATE_NS 20000000ull /* a batch this long fixes the count */
-#define BENCH_MIN_ROUNDS 3           /* long rounds: at least this many */
+#define BENCH_MIN_ROUNDS 3             /* long rounds: at least this many */
 
 /* CLOCK_MONOTONIC in nanoseconds. */
 static inline uint64_t bench_now_ns(void)
@@ -47,10 +47,7 @@ static inline double bench_scale(void)
 }
 
 /* The measuring time of one figure in ns: BENCH_MEASURE_NS times the scale. */
-static inline double bench_measure_time_ns(void)
-{
-    return BENCH_MEASURE_NS * bench_scale();
-}
+static inline double bench_measure_time_ns(void) { return BENCH_MEASURE_NS * bench_scale(); }
 
 /* Print one "BENCH <figure> <impl> <ns>" line with `decimals` decimals. */
 static inline void bench_report_decimals(const char *figure, const char *impl, double ns,
@@ -103,10 +100,7 @@ static inline double bench_calibrated(bench_op_fn op, bench_batch_fn batch)
 }
 
 /* ns per call of `op`, measured as bench_calibrated says. */
-static inline double bench_measure_op(bench_op_fn op)
-{
-    return bench_calibrated(op, NULL);
-}
+static inline double bench_measure_op(bench_op_fn op) { return bench_calibrated(op, NULL); }
 
 /* ns per operation of `batch`, measured as bench_calibrated says. */
 static inline double bench_measure_batch(bench_batch_fn batch)

@@ -181,7 +181,8 @@ static void bench_populate(const char *impl, unsigned flags)
     }
     bench_report("block.populate_256MiB.create", impl, sum.create_ns / n);
     bench_report("block.populate_256MiB.touch", impl, sum.touch_ns / n);
-    bench_report("block.populate_256MiB.create_touch", impl, (sum.create_ns + sum.touch_ns) / n);
+    bench_report("block.populate_256MiB.create_touch", impl,
+                 (sum.create_ns + sum.touch_ns) / n);
 }
 
 /* Measure one cheap operation and print its line. */

@@ -29,7 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define CYCLE 512                  /* items the per-op figures cycle over */
+#define CYCLE 512 /* items the per-op figures cycle over */
 #define SUM_LEN 1000
 
 static char list_name[64];
@@ -103,7 +103,8 @@ static void pshm_get_str(uint64_t count)
 static void pshm_set_str(uint64_t count)
 {
     for (uint64_t i = 0; i < count; i++)
-        pshm_list_set(strs, (int64_t)(i % CYCLE), pshm_strn(i & 1 ? "value 1" : "value 2", 7));
+        pshm_list_set(strs, (int64_t)(i % CYCLE),
+                      pshm_strn(i & 1 ? "value 1" : "value 2", 7));
 }
 
 /* ---- whole-list figures ------------------------------------------------ */
@@ -149,15 +150,9 @@ static void view_sums(uint64_t count, bool check)
     }
 }
 
-static void view_sum_1000(uint64_t count)
-{
-    view_sums(count, false);
-}
+static void view_sum_1000(uint64_t count) { view_sums(count, false); }
 
-static void view_checked_sum_1000(uint64_t count)
-{
-    view_sums(count, true);
-}
+static void view_checked_sum_1000(uint64_t count) { view_sums(count, true); }
 
 static void array_sum_1000(uint64_t count)
 {
@@ -172,10 +167,7 @@ static void array_sum_1000(uint64_t count)
 
 /* ---- setup ------------------------------------------------------------- */
 
-static void remove_lists(void)
-{
-    pshm_unlink(list_name);
-}
+static void remove_lists(void) { pshm_unlink(list_name); }
 
 /* One list of 1,000 ints and 512 7-byte strs, unlinked at once (the handle
  * keeps its mapping), so no exit path can leak it. */

@@ -284,9 +284,9 @@ struct session {
 static uint64_t timed_round(struct session *s, uint64_t seed)
 {
     uint64_t t0 = bench_now_ns();
-    uint64_t sum = s->kind == IMPL_PSHM ? round_fresh(&s->link, seed)
-                 : s->kind == IMPL_PSHM_REUSE ? round_reuse(&s->link, s->held, seed)
-                 : round_stream(&s->link, s->chunk, seed);
+    uint64_t sum = s->kind == IMPL_PSHM         ? round_fresh(&s->link, seed)
+                   : s->kind == IMPL_PSHM_REUSE ? round_reuse(&s->link, s->held, seed)
+                                                : round_stream(&s->link, s->chunk, seed);
     uint64_t elapsed = bench_now_ns() - t0;
     if (sum != expected_sum(seed))
         die("checksum", "the parent did not read what the child wrote");
@@ -347,10 +347,7 @@ static double bench_impl(enum impl_kind kind, enum channel ch)
     return ns;
 }
 
-static void report(const char *impl, double ns)
-{
-    bench_report("transfer.256MiB", impl, ns);
-}
+static void report(const char *impl, double ns) { bench_report("transfer.256MiB", impl, ns); }
 
 int main(void)
 {

@@ -22,7 +22,7 @@ int main(void)
     unsigned char *buf = pshm_block_buf(a);
     printf("created %s, %zu bytes\n", pshm_block_name(a), pshm_block_size(a));
     memcpy(buf, (unsigned char[]){22, 33, 44, 55}, 4); /* several at once */
-    buf[4] = 100;                                       /* or one at a time */
+    buf[4] = 100;                                      /* or one at a time */
 
     if (pshm_block_attach(&b, pshm_block_name(a), 0) < 0)
         return fail("attach");
@@ -32,7 +32,7 @@ int main(void)
     memcpy(pshm_block_buf(b), "howdy", 5);
     printf("first handle sees: %.5s\n", (const char *)buf);
 
-    pshm_block_free(b); /* close each handle */
+    pshm_block_free(b);           /* close each handle */
     if (pshm_block_unlink(a) < 0) /* unlink once */
         return fail("unlink");
     pshm_block_free(a);

@@ -29,9 +29,9 @@ static void print_item(const pshm_list *l, int64_t i)
 
 int main(void)
 {
-    pshm_value values[] = {pshm_str("howdy"), pshm_bytes("HoWdY", 5), pshm_float(-273.154),
-                           pshm_int(100),     pshm_none(),           pshm_bool(true),
-                           pshm_int(42)};
+    pshm_value values[] = {
+        pshm_str("howdy"), pshm_bytes("HoWdY", 5), pshm_float(-273.154), pshm_int(100),
+        pshm_none(),       pshm_bool(true),        pshm_int(42)};
     pshm_list *a;
     if (pshm_list_create(&a, NULL, values, sizeof values / sizeof *values, 0) < 0) {
         fprintf(stderr, "shareable_list: %s\n", pshm_last_error());
@@ -48,7 +48,8 @@ int main(void)
     print_item(a, 2);
 
     size_t index, count;
-    pshm_value answer = pshm_int(42), lower = pshm_bytes("howdy", 5), upper = pshm_bytes("HoWdY", 5);
+    pshm_value answer = pshm_int(42), lower = pshm_bytes("howdy", 5),
+               upper = pshm_bytes("HoWdY", 5);
     pshm_list_index(a, &answer, &index);
     printf("len %zu, index(42) = %zu\n", pshm_list_len(a), index);
     pshm_list_count(a, &lower, &count);

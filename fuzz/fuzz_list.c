@@ -26,10 +26,7 @@ static char block_path[64];
 static int block_fd = -1;
 static volatile unsigned char sink;
 
-static void remove_block(void)
-{
-    shm_unlink(block_path);
-}
+static void remove_block(void) { shm_unlink(block_path); }
 
 static void open_block(void)
 {

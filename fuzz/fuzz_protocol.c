@@ -12,8 +12,15 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum { PICK_HELLO, PICK_AUTH, PICK_WELCOME, PICK_REQUEST, PICK_RESPONSE, PICK_ADDRESS,
-       PICK_COUNT };
+enum {
+    PICK_HELLO,
+    PICK_AUTH,
+    PICK_WELCOME,
+    PICK_REQUEST,
+    PICK_RESPONSE,
+    PICK_ADDRESS,
+    PICK_COUNT
+};
 
 static proto_buf wire;
 

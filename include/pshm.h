@@ -49,12 +49,12 @@ extern "C" {
  */
 typedef enum pshm_error {
     PSHM_OK = 0,
-    PSHM_ENOENT = -2,    /* no such shared memory block (or name, or item) */
-    PSHM_EACCES = -13,   /* permission denied */
-    PSHM_EBUSY = -16,    /* another program holds an exclusive flock on the
+    PSHM_ENOENT = -2,  /* no such shared memory block (or name, or item) */
+    PSHM_EACCES = -13, /* permission denied */
+    PSHM_EBUSY = -16,  /* another program holds an exclusive flock on the
                           * block and did not let go within 2 s */
-    PSHM_EEXIST = -17,   /* a block with that name already exists */
-    PSHM_EINVAL = -22,   /* an argument is invalid (NULL, bad flags, ...) */
+    PSHM_EEXIST = -17, /* a block with that name already exists */
+    PSHM_EINVAL = -22, /* an argument is invalid (NULL, bad flags, ...) */
 
     PSHM_EBADNAME = -1001,  /* name empty, too long, "." or "..", or holds a '/'
                              * other than one leading '/' (which is ignored) */
@@ -220,8 +220,7 @@ PSHM_API int pshm_block_stat(const char *name, pshm_block_info *info);
  * shared memory directory), in no particular order. Stops early and returns
  * fn's value if fn returns non-zero.
  */
-PSHM_API int pshm_block_foreach(int (*fn)(const pshm_block_info *info, void *arg),
-                                void *arg);
+PSHM_API int pshm_block_foreach(int (*fn)(const pshm_block_info *info, void *arg), void *arg);
 
 /* ------------------------------------------------------------------------ */
 /* Values: the items a shareable list holds                                  */
@@ -232,7 +231,7 @@ typedef enum pshm_type {
     PSHM_INT,   /* int64_t */
     PSHM_FLOAT, /* double */
     PSHM_BOOL,
-    PSHM_STR,   /* UTF-8 text, not NUL-terminated in the list */
+    PSHM_STR, /* UTF-8 text, not NUL-terminated in the list */
     PSHM_BYTES
 } pshm_type;
 
@@ -253,10 +252,29 @@ typedef struct pshm_value {
     } u;
 } pshm_value;
 
-static inline pshm_value pshm_none(void) { pshm_value v = {PSHM_NONE, {0}}; return v; }
-static inline pshm_value pshm_int(int64_t i) { pshm_value v = {PSHM_INT, {0}}; v.u.i = i; return v; }
-static inline pshm_value pshm_float(double f) { pshm_value v = {PSHM_FLOAT, {0}}; v.u.f = f; return v; }
-static inline pshm_value pshm_bool(bool b) { pshm_value v = {PSHM_BOOL, {0}}; v.u.b = b; return v; }
+static inline pshm_value pshm_none(void)
+{
+    pshm_value v = {PSHM_NONE, {0}};
+    return v;
+}
+static inline pshm_value pshm_int(int64_t i)
+{
+    pshm_value v = {PSHM_INT, {0}};
+    v.u.i = i;
+    return v;
+}
+static inline pshm_value pshm_float(double f)
+{
+    pshm_value v = {PSHM_FLOAT, {0}};
+    v.u.f = f;
+    return v;
+}
+static inline pshm_value pshm_bool(bool b)
+{
+    pshm_value v = {PSHM_BOOL, {0}};
+    v.u.b = b;
+    return v;
+}
 static inline pshm_value pshm_strn(const char *p, size_t n)
 {
     pshm_value v = {PSHM_STR, {0}};
@@ -313,8 +331,8 @@ typedef struct pshm_list pshm_list;
  * pshm_block_create. Every page is reserved before it is written: a full
  * /dev/shm is PSHM_ELIMIT ("no space left in /dev/shm"), leaving nothing.
  */
-PSHM_API int pshm_list_create(pshm_list **out, const char *name,
-                              const pshm_value *values, size_t n, unsigned flags);
+PSHM_API int pshm_list_create(pshm_list **out, const char *name, const pshm_value *values,
+                              size_t n, unsigned flags);
 
 /* Attach to an existing list; the layout is validated (PSHM_ECORRUPT). */
 PSHM_API int pshm_list_attach(pshm_list **out, const char *name, unsigned flags);
@@ -340,8 +358,8 @@ PSHM_API int pshm_list_get(const pshm_list *l, int64_t index, pshm_value *out);
  * out->u.s.ptr points at buf. A buffer too small is PSHM_ETOOBIG; the
  * length needed is then in out->u.s.len and out->u.s.ptr is NULL.
  */
-PSHM_API int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out,
-                                void *buf, size_t cap);
+PSHM_API int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out, void *buf,
+                                size_t cap);
 
 /*
  * The raw allocated bytes of item `index`, NULs included (CPython's gh-106939
@@ -387,8 +405,7 @@ PSHM_API int pshm_list_repr(const pshm_list *l, char **out);
 /* *old (may be NULL) receives the value before the add; wraps on overflow. */
 PSHM_API int pshm_list_add(pshm_list *l, int64_t index, int64_t delta, int64_t *old);
 /* Returns 1 if swapped, 0 if not (then *expected holds the current value). */
-PSHM_API int pshm_list_cas(pshm_list *l, int64_t index, int64_t *expected,
-                           int64_t desired);
+PSHM_API int pshm_list_cas(pshm_list *l, int64_t index, int64_t *expected, int64_t desired);
 
 /*
  * Typed views: the values of a run of int (or float) items as a plain
@@ -438,18 +455,18 @@ PSHM_API int pshm_list_cas(pshm_list *l, int64_t index, int64_t *expected,
  */
 typedef struct pshm_view {
     pshm_list *list;
-    pshm_type type;  /* PSHM_INT or PSHM_FLOAT */
-    size_t start;    /* list index of the first value */
-    size_t count;    /* number of values */
-    int64_t *ints;   /* the values if type is PSHM_INT, else NULL */
-    double *floats;  /* the values if type is PSHM_FLOAT, else NULL */
+    pshm_type type; /* PSHM_INT or PSHM_FLOAT */
+    size_t start;   /* list index of the first value */
+    size_t count;   /* number of values */
+    int64_t *ints;  /* the values if type is PSHM_INT, else NULL */
+    double *floats; /* the values if type is PSHM_FLOAT, else NULL */
 } pshm_view;
 
 /* A view of items [start, start + count) as `type` (PSHM_INT or
  * PSHM_FLOAT; other types are PSHM_EINVAL). A range past the end is
  * PSHM_ERANGE; count 0 gives an empty view. */
-PSHM_API int pshm_list_view_range(pshm_list *l, pshm_type type, size_t start,
-                                  size_t count, pshm_view *out);
+PSHM_API int pshm_list_view_range(pshm_list *l, pshm_type type, size_t start, size_t count,
+                                  pshm_view *out);
 /* A view of the whole list: pshm_list_view_range(l, type, 0, len, out). */
 PSHM_API int pshm_list_view(pshm_list *l, pshm_type type, pshm_view *out);
 /* 0 if the view still holds (see above), PSHM_ETYPE if an item in its
@@ -473,14 +490,14 @@ typedef struct pshm_manager pshm_manager;
  * If this process dies without shutdown, the server unlinks everything it
  * owns and exits.
  */
-PSHM_API int pshm_manager_start(pshm_manager **out, const char *address,
-                                const void *key, size_t keylen);
+PSHM_API int pshm_manager_start(pshm_manager **out, const char *address, const void *key,
+                                size_t keylen);
 
 /* Connect to a running manager by address and key. PSHM_ECONN if the
  * server is busy or closed the connection during the handshake: under a
  * flood of strangers' connections it may have evicted ours, so retry. */
-PSHM_API int pshm_manager_connect(pshm_manager **out, const char *address,
-                                  const void *key, size_t keylen);
+PSHM_API int pshm_manager_connect(pshm_manager **out, const char *address, const void *key,
+                                  size_t keylen);
 
 /* The server's address, as accepted by pshm_manager_connect. */
 PSHM_API const char *pshm_manager_address(const pshm_manager *m);
@@ -526,8 +543,7 @@ PSHM_API void pshm_manager_disconnect(pshm_manager *m);
  * `pshm manager serve` runs in the foreground.
  */
 PSHM_API int pshm_manager_serve(const char *address, const void *key, size_t keylen,
-                                void (*ready)(const char *address, void *arg),
-                                void *arg);
+                                void (*ready)(const char *address, void *arg), void *arg);
 
 /*
  * The scoped pattern (Python's `with SharedMemoryManager() as smm`): start a

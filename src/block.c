@@ -38,12 +38,12 @@ static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
 void global_lock(void) { pthread_mutex_lock(&global); }
 void global_unlock(void) { pthread_mutex_unlock(&global); }
-static void install_atfork(void) { pthread_atfork(global_lock, global_unlock, global_unlock); }
-
-pshm_block *open_handles(void)
+static void install_atfork(void)
 {
-    return open_head;
+    pthread_atfork(global_lock, global_unlock, global_unlock);
 }
+
+pshm_block *open_handles(void) { return open_head; }
 
 void drop_inherited_blocks(void)
 {
@@ -86,8 +86,10 @@ int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 
         return err_set(PSHM_EBADNAME, "%s \"%.40s...\": block name is longer than %d bytes",
                        what, name, PSHM_NAME_MAX);
     if (strchr(bare, '/') != NULL)
-        return err_set(PSHM_EBADNAME, "%s \"%s\": block name may not contain '/' "
-                       "(except one leading)", what, name);
+        return err_set(PSHM_EBADNAME,
+                       "%s \"%s\": block name may not contain '/' "
+                       "(except one leading)",
+                       what, name);
     if (strcmp(bare, ".") == 0 || strcmp(bare, "..") == 0)
         return err_set(PSHM_EBADNAME, "%s \"%s\": not a block name", what, name);
     memcpy(out, bare, len + 1);
@@ -160,9 +162,10 @@ int block_reserve(const pshm_block *b, const char *what, size_t offset, size_t l
     if (rc == 0)
         return 0;
     if (errno == ENOSPC)
-        return err_set(PSHM_ELIMIT, "%s \"%s\": fallocate: no space left in " SHM_DIR
-                       " for %zu bytes at offset %zu (%llu bytes free)", what, b->name, len,
-                       offset, space_free(b));
+        return err_set(PSHM_ELIMIT,
+                       "%s \"%s\": fallocate: no space left in " SHM_DIR
+                       " for %zu bytes at offset %zu (%llu bytes free)",
+                       what, b->name, len, offset, space_free(b));
     return err_errno(errno, what, b->name, "fallocate");
 }
 
@@ -178,9 +181,10 @@ static int size_new_block(pshm_block *b, size_t size)
     /* f_blocks == 0: a tmpfs without a size limit, where nothing can be said. */
     if (size >= SPACE_CHECK_MIN && fstatvfs(b->fd, &vfs) == 0 && vfs.f_blocks != 0 &&
         size / vfs.f_frsize >= (size_t)vfs.f_bavail)
-        return err_set(PSHM_ELIMIT, "create \"%s\": %zu bytes do not fit in the %llu bytes "
-                       "free in " SHM_DIR, b->name, size,
-                       (unsigned long long)vfs.f_bavail * vfs.f_frsize);
+        return err_set(PSHM_ELIMIT,
+                       "create \"%s\": %zu bytes do not fit in the %llu bytes "
+                       "free in " SHM_DIR,
+                       b->name, size, (unsigned long long)vfs.f_bavail * vfs.f_frsize);
     if (ftruncate(b->fd, (off_t)size) < 0)
         return err_errno(errno, "create", b->name, "ftruncate");
     if (b->flags & PSHM_POPULATE) {
@@ -285,8 +289,8 @@ static int lock_shared(pshm_block *b, const char *what)
         if (deadline < 0)
             deadline = now + LOCK_WAIT_MS;
         else if (now >= deadline)
-            return err_set(PSHM_EBUSY, "%s \"%s\": flock: %s (waited %d ms)", what,
-                           b->name, pshm_strerror(PSHM_EBUSY), LOCK_WAIT_MS);
+            return err_set(PSHM_EBUSY, "%s \"%s\": flock: %s (waited %d ms)", what, b->name,
+                           pshm_strerror(PSHM_EBUSY), LOCK_WAIT_MS);
         struct timespec pause = {0, pause_ns};
         nanosleep(&pause, NULL);
         if (pause_ns < 50000000)
@@ -359,8 +363,10 @@ int pshm_block_create(pshm_block **out, const char *name, size_t size, unsigned 
 {
     const char *shown = name ? name : "(random)";
     if (out == NULL || (flags & ~(unsigned)(PSHM_UNTRACKED | PSHM_POPULATE)))
-        return err_set(PSHM_EINVAL, "create \"%s\": NULL handle pointer or invalid flags "
-                       "(PSHM_READONLY is for attach)", shown);
+        return err_set(PSHM_EINVAL,
+                       "create \"%s\": NULL handle pointer or invalid flags "
+                       "(PSHM_READONLY is for attach)",
+                       shown);
     *out = NULL;
     int rc = check_size(name, size);
     if (rc < 0)
@@ -403,7 +409,8 @@ static int check_attached(pshm_block *b, const struct stat *st)
     if (st->st_size <= 0)
         return err_set(PSHM_EBADSIZE, "attach \"%s\": the block is empty (size 0)", b->name);
     if ((uint64_t)st->st_size > SIZE_MAX)
-        return err_set(PSHM_EBADSIZE, "attach \"%s\": the block is too large to map", b->name);
+        return err_set(PSHM_EBADSIZE, "attach \"%s\": the block is too large to map",
+                       b->name);
     return 0;
 }
 
@@ -460,25 +467,13 @@ int block_track_attached(pshm_block *b, unsigned flags, const char *what)
     return tracker_register(b, what);
 }
 
-void *pshm_block_buf(const pshm_block *b)
-{
-    return b ? b->buf : NULL;
-}
+void *pshm_block_buf(const pshm_block *b) { return b ? b->buf : NULL; }
 
-size_t pshm_block_size(const pshm_block *b)
-{
-    return b ? b->size : 0;
-}
+size_t pshm_block_size(const pshm_block *b) { return b ? b->size : 0; }
 
-const char *pshm_block_name(const pshm_block *b)
-{
-    return b ? b->name : NULL;
-}
+const char *pshm_block_name(const pshm_block *b) { return b ? b->name : NULL; }
 
-bool pshm_block_is_open(const pshm_block *b)
-{
-    return b != NULL && b->buf != NULL;
-}
+bool pshm_block_is_open(const pshm_block *b) { return b != NULL && b->buf != NULL; }
 
 /* The handle and range checks pshm_block_reserve and pshm_block_read share. */
 static int check_range(const pshm_block *b, const char *what, size_t offset, size_t len)
@@ -489,8 +484,10 @@ static int check_range(const pshm_block *b, const char *what, size_t offset, siz
         return err_set(PSHM_ECLOSED, "%s \"%s\": %s", what, b->name,
                        pshm_strerror(PSHM_ECLOSED));
     if (offset > b->size || len > b->size - offset)
-        return err_set(PSHM_EINVAL, "%s \"%s\": offset %zu + length %zu runs past the end "
-                       "of the block (size %zu)", what, b->name, offset, len, b->size);
+        return err_set(PSHM_EINVAL,
+                       "%s \"%s\": offset %zu + length %zu runs past the end "
+                       "of the block (size %zu)",
+                       what, b->name, offset, len, b->size);
     return 0;
 }
 
@@ -515,8 +512,10 @@ int pshm_block_read(const pshm_block *b, size_t offset, void *dst, size_t len)
         if (got > 0)
             done += (size_t)got;
         else if (got == 0)
-            rc = err_set(PSHM_ESYS, "read \"%s\": the block shrank below %zu bytes while "
-                         "being read", b->name, offset + len);
+            rc = err_set(PSHM_ESYS,
+                         "read \"%s\": the block shrank below %zu bytes while "
+                         "being read",
+                         b->name, offset + len);
         else if (errno != EINTR)
             rc = err_errno(errno, "read", b->name, "pread");
     }
@@ -548,8 +547,10 @@ static int same_block(const pshm_block *b)
     if (stat(shm_path(path, b->name), &st) < 0)
         return err_errno(errno, "unlink", b->name, "stat");
     if (st.st_dev != b->dev || st.st_ino != b->ino)
-        return err_set(PSHM_ENOENT, "unlink \"%s\": the block was already removed; the name "
-                       "now belongs to another block, which was left alone", b->name);
+        return err_set(PSHM_ENOENT,
+                       "unlink \"%s\": the block was already removed; the name "
+                       "now belongs to another block, which was left alone",
+                       b->name);
     return 0;
 }
 

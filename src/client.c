@@ -39,10 +39,10 @@ struct pshm_manager {
     char address[PROTO_ADDR_MAX];
     uint8_t key[PSHM_AUTHKEY_MAX];
     size_t keylen;
-    pid_t server_pid;     /* > 0: this handle started the server */
-    int starter_fd;       /* write end of the server's lifeline, or -1 */
+    pid_t server_pid; /* > 0: this handle started the server */
+    int starter_fd;   /* write end of the server's lifeline, or -1 */
     proto_buf out;
-    uint8_t *in;          /* received bytes: in_used of them are the frame */
+    uint8_t *in;                    /* received bytes: in_used of them are the frame */
     size_t in_cap, in_len, in_used; /* last returned, in_len all buffered */
 };
 
@@ -129,7 +129,8 @@ static int fill_in(pshm_manager *m, const char *what, size_t want, int64_t deadl
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0)
-            return lost(m, what, n < 0 ? strerror(errno) : "the server closed the connection");
+            return lost(m, what,
+                        n < 0 ? strerror(errno) : "the server closed the connection");
         m->in_len += (size_t)n;
     }
     return rc;
@@ -152,8 +153,10 @@ static int recv_frame(pshm_manager *m, const char *what, uint32_t limit,
     uint32_t n = proto_frame_length(m->in);
     if (n > limit) {
         lost(m, what, "");
-        return err_set(PSHM_EPROTO, "%s \"%s\": the server sent a message of %u bytes "
-                       "(limit %u)", what, m->address, n, limit);
+        return err_set(PSHM_EPROTO,
+                       "%s \"%s\": the server sent a message of %u bytes "
+                       "(limit %u)",
+                       what, m->address, n, limit);
     }
     if ((rc = fill_in(m, what, PROTO_HEADER_LEN + (size_t)n, deadline)) < 0)
         return rc;
@@ -166,8 +169,10 @@ static int recv_frame(pshm_manager *m, const char *what, uint32_t limit,
 /* Send the frame built in m->out. */
 static int send_out(pshm_manager *m, const char *what)
 {
-    int rc = m->out.failed ? err_set(PSHM_ETOOBIG, "%s \"%s\": the request is larger than "
-                                     "%u bytes", what, m->address, PROTO_MAX_FRAME)
+    int rc = m->out.failed ? err_set(PSHM_ETOOBIG,
+                                     "%s \"%s\": the request is larger than "
+                                     "%u bytes",
+                                     what, m->address, PROTO_MAX_FRAME)
                            : send_all(m, what, m->out.data, m->out.len);
     m->out.len = 0;
     m->out.failed = false;
@@ -260,12 +265,16 @@ static int read_welcome(pshm_manager *m, int64_t deadline, const uint8_t *ours,
     if (w.status == WELCOME_REFUSED) {
         char why[PROTO_MAX_TEXT + 1];
         clean_text(why, sizeof why, w.reason);
-        return err_set(PSHM_EAUTH, "connect \"%s\": authentication failed: the server refused "
-                       "the handshake (%s)", m->address, why);
+        return err_set(PSHM_EAUTH,
+                       "connect \"%s\": authentication failed: the server refused "
+                       "the handshake (%s)",
+                       m->address, why);
     }
     if (!proto_mac_ok(w.mac, m->key, m->keylen, "server", ours, theirs))
-        return err_set(PSHM_EAUTH, "connect \"%s\": authentication failed: the server did not "
-                       "prove it knows the key", m->address);
+        return err_set(PSHM_EAUTH,
+                       "connect \"%s\": authentication failed: the server did not "
+                       "prove it knows the key",
+                       m->address);
     return 0;
 }
 
@@ -354,10 +363,7 @@ int pshm_manager_connect(pshm_manager **out, const char *address, const void *ke
     return 0;
 }
 
-const char *pshm_manager_address(const pshm_manager *m)
-{
-    return m ? m->address : NULL;
-}
+const char *pshm_manager_address(const pshm_manager *m) { return m ? m->address : NULL; }
 
 const void *pshm_manager_authkey(const pshm_manager *m, size_t *len)
 {
@@ -466,8 +472,9 @@ int pshm_manager_list(pshm_manager *m, const pshm_value *values, size_t n, pshm_
             return rc;
     }
     if (n > PROTO_MAX_ITEMS)
-        return err_set(PSHM_ETOOBIG, "list \"%s\": %zu items; a manager list holds at most %u",
-                       m->address, n, PROTO_MAX_ITEMS);
+        return err_set(PSHM_ETOOBIG,
+                       "list \"%s\": %zu items; a manager list holds at most %u", m->address,
+                       n, PROTO_MAX_ITEMS);
     char name[PSHM_NAME_MAX + 1];
     pthread_mutex_lock(&m->lock);
     proto_put_create_list(&m->out, values, n);
@@ -730,8 +737,7 @@ int pshm_manager_start(pshm_manager **out, const char *address, const void *key,
     if (rc < 0)
         return rc;
     char actual[PROTO_ADDR_MAX];
-    if ((rc = spawn_server(m, address, actual)) == 0 &&
-        (rc = open_connection(m, actual)) < 0)
+    if ((rc = spawn_server(m, address, actual)) == 0 && (rc = open_connection(m, actual)) < 0)
         kill(m->server_pid, SIGTERM);
     if (rc < 0) {
         reap_server(m);

@@ -36,10 +36,7 @@ const char *pshm_strerror(int code)
     }
 }
 
-const char *pshm_last_error(void)
-{
-    return last_message;
-}
+const char *pshm_last_error(void) { return last_message; }
 
 int err_set(int code, const char *fmt, ...)
 {

@@ -43,8 +43,8 @@ struct pshm_block {
     void *buf;
     size_t size;
     unsigned flags;
-    bool unlinked;   /* this handle already removed the name */
-    bool marked;     /* the block carries TRACKED_MARK */
+    bool unlinked; /* this handle already removed the name */
+    bool marked;   /* the block carries TRACKED_MARK */
     dev_t dev;
     ino_t ino;
     struct pshm_block *open_prev, *open_next; /* the open-handle list */
@@ -79,7 +79,6 @@ int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 
  * caller has checked the handle and the range.
  */
 int block_reserve(const pshm_block *b, const char *what, size_t offset, size_t len);
-
 
 /*
  * The list of this process's open handles, and the one lock that guards it

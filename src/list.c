@@ -69,9 +69,9 @@ typedef struct item {
     unsigned char *data; /* the item's span in the block */
     size_t span;         /* offsets[i + 1] - offsets[i] */
     pshm_type type;
-    size_t width;        /* bytes the format covers: 8, or n of "<n>s" */
-    bool sized;          /* the format is "<n>s" */
-    uint64_t format;     /* the 8 format bytes as one word (native order) */
+    size_t width;    /* bytes the format covers: 8, or n of "<n>s" */
+    bool sized;      /* the format is "<n>s" */
+    uint64_t format; /* the 8 format bytes as one word (native order) */
 } item;
 
 /* Fences order a type change's format before its data, and a view's reads
@@ -223,17 +223,19 @@ static int position(const pshm_list *l, const char *what, int64_t index, size_t 
     uint64_t p = index < 0 ? (uint64_t)index + l->len : (uint64_t)index;
     *pos = (size_t)p;
     if (p >= l->len)
-        return err_set(PSHM_ERANGE, "%s \"%s\"[%lld]: index out of range for a list of %zu "
-                       "items", what, list_name(l), (long long)index, l->len);
+        return err_set(PSHM_ERANGE,
+                       "%s \"%s\"[%lld]: index out of range for a list of %zu "
+                       "items",
+                       what, list_name(l), (long long)index, l->len);
     return 0;
 }
 
 /* One copy of item pos's format and code (pos < len, the block open). */
-HOT void load_meta(const pshm_list *l, const unsigned char *buf, size_t pos,
-                   uint64_t *format, int *code)
+HOT void load_meta(const pshm_list *l, const unsigned char *buf, size_t pos, uint64_t *format,
+                   int *code)
 {
-    *format = __atomic_load_n((const uint64_t *)(buf + l->formats_at + pos * 8),
-                              __ATOMIC_RELAXED);
+    *format =
+        __atomic_load_n((const uint64_t *)(buf + l->formats_at + pos * 8), __ATOMIC_RELAXED);
     *code = (signed char)__atomic_load_n(buf + l->codes_at + pos, __ATOMIC_RELAXED);
 }
 
@@ -330,9 +332,7 @@ HOT void read_fixed(const unsigned char *data, pshm_type type, pshm_value *out)
 {
     uint64_t w;
     switch (type) {
-    case PSHM_INT:
-        out->u.i = (int64_t)load_word(data);
-        break;
+    case PSHM_INT: out->u.i = (int64_t)load_word(data); break;
     case PSHM_FLOAT:
         w = load_word(data);
         memcpy(&out->u.f, &w, sizeof w);
@@ -341,9 +341,7 @@ HOT void read_fixed(const unsigned char *data, pshm_type type, pshm_value *out)
         /* struct's '?' reads any non-zero byte as True. */
         out->u.b = __atomic_load_n(data + 7, __ATOMIC_RELAXED) != 0;
         break;
-    default: /* None */
-        out->u.i = 0;
-        break;
+    default: /* None */ out->u.i = 0; break;
     }
     out->type = type;
 }
@@ -385,8 +383,10 @@ static const char *fixed_format(pshm_type t)
 
 static int code_of(pshm_type t)
 {
-    return t == PSHM_STR ? CODE_STR : t == PSHM_BYTES ? CODE_BYTES
-           : t == PSHM_NONE ? CODE_NONE : CODE_PLAIN;
+    return t == PSHM_STR     ? CODE_STR
+           : t == PSHM_BYTES ? CODE_BYTES
+           : t == PSHM_NONE  ? CODE_NONE
+                             : CODE_PLAIN;
 }
 
 static bool is_fixed(pshm_type t)
@@ -446,18 +446,24 @@ static int plan_layout(const char *name, const pshm_value *values, size_t n,
             return rc;
         bool sized = values[i].type == PSHM_STR || values[i].type == PSHM_BYTES;
         if (sized && values[i].u.s.len > ITEM_BYTES_MAX)
-            return err_set(PSHM_ETOOBIG, "create \"%s\"[%zu]: %zu-byte %s exceeds the %u "
+            return err_set(PSHM_ETOOBIG,
+                           "create \"%s\"[%zu]: %zu-byte %s exceeds the %u "
                            "bytes an item can hold (its format would need over 8 "
-                           "characters)", name, i, values[i].u.s.len,
-                           type_name(values[i].type), ITEM_BYTES_MAX);
+                           "characters)",
+                           name, i, values[i].u.s.len, type_name(values[i].type),
+                           ITEM_BYTES_MAX);
         if (__builtin_add_overflow(offsets[i], allocation(&values[i]), &offsets[i + 1]))
-            return err_set(PSHM_EBADSIZE, "create \"%s\": %zu items need more bytes than "
-                           "fit in memory", name, n);
+            return err_set(PSHM_EBADSIZE,
+                           "create \"%s\": %zu items need more bytes than "
+                           "fit in memory",
+                           name, n);
     }
     size_t meta = HEADER_MIN + n * PER_ITEM_META;
     if (__builtin_add_overflow(meta, (size_t)offsets[n], size))
-        return err_set(PSHM_EBADSIZE, "create \"%s\": %zu items need more bytes than fit "
-                       "in memory", name, n);
+        return err_set(PSHM_EBADSIZE,
+                       "create \"%s\": %zu items need more bytes than fit "
+                       "in memory",
+                       name, n);
     return 0;
 }
 
@@ -495,10 +501,7 @@ static pshm_list *list_new(pshm_block *block, size_t len, uint64_t *offsets)
     return l;
 }
 
-static uint64_t *alloc_offsets(size_t n)
-{
-    return malloc((n + 1) * sizeof(uint64_t));
-}
+static uint64_t *alloc_offsets(size_t n) { return malloc((n + 1) * sizeof(uint64_t)); }
 
 int pshm_list_create(pshm_list **out, const char *name, const pshm_value *values, size_t n,
                      unsigned flags)
@@ -546,14 +549,18 @@ int pshm_list_create(pshm_list **out, const char *name, const pshm_value *values
 static int read_count(const pshm_block *b, size_t *len)
 {
     if (b->size < HEADER_MIN)
-        return err_set(PSHM_ECORRUPT, "attach \"%s\": the block's %zu bytes are fewer than "
-                       "the %d of an empty list", b->name, b->size, HEADER_MIN);
+        return err_set(PSHM_ECORRUPT,
+                       "attach \"%s\": the block's %zu bytes are fewer than "
+                       "the %d of an empty list",
+                       b->name, b->size, HEADER_MIN);
     int64_t count;
     memcpy(&count, b->buf, sizeof count);
     /* Written as a division so no count can overflow the check. */
     if (count < 0 || (uint64_t)count > (b->size - HEADER_MIN) / PER_ITEM_META)
-        return err_set(PSHM_ECORRUPT, "attach \"%s\": item count %lld does not fit a block "
-                       "of %zu bytes", b->name, (long long)count, b->size);
+        return err_set(PSHM_ECORRUPT,
+                       "attach \"%s\": item count %lld does not fit a block "
+                       "of %zu bytes",
+                       b->name, (long long)count, b->size);
     *len = (size_t)count;
     return 0;
 }
@@ -567,14 +574,17 @@ static int check_offsets(const pshm_block *b, const uint64_t *offsets, size_t le
                        (long long)offsets[0]);
     for (size_t i = 1; i <= len; i++) {
         if (offsets[i] < offsets[i - 1] || offsets[i] % ALIGNMENT != 0)
-            return err_set(PSHM_ECORRUPT, "attach \"%s\": offset %zu is %lld; offsets must "
-                           "be non-decreasing multiples of 8 (offset %zu is %lld)", b->name,
-                           i, (long long)offsets[i], i - 1, (long long)offsets[i - 1]);
+            return err_set(PSHM_ECORRUPT,
+                           "attach \"%s\": offset %zu is %lld; offsets must "
+                           "be non-decreasing multiples of 8 (offset %zu is %lld)",
+                           b->name, i, (long long)offsets[i], i - 1,
+                           (long long)offsets[i - 1]);
     }
     if (offsets[len] > room)
-        return err_set(PSHM_ECORRUPT, "attach \"%s\": the data area (%lld bytes) overruns "
-                       "the block, which has room for %llu", b->name,
-                       (long long)offsets[len], (unsigned long long)room);
+        return err_set(PSHM_ECORRUPT,
+                       "attach \"%s\": the data area (%lld bytes) overruns "
+                       "the block, which has room for %llu",
+                       b->name, (long long)offsets[len], (unsigned long long)room);
     return 0;
 }
 
@@ -611,7 +621,8 @@ int pshm_list_attach(pshm_list **out, const char *name, unsigned flags)
     size_t len = 0;
     uint64_t *offsets = NULL;
     pshm_list *l = NULL;
-    if ((rc = read_layout(b, &len, &offsets)) == 0 && (l = list_new(b, len, offsets)) == NULL) {
+    if ((rc = read_layout(b, &len, &offsets)) == 0 &&
+        (l = list_new(b, len, offsets)) == NULL) {
         free(offsets);
         rc = err_set(PSHM_ELIMIT, "attach \"%s\": out of memory", b->name);
     }
@@ -637,15 +648,9 @@ void pshm_list_free(pshm_list *l)
     free(l);
 }
 
-pshm_block *pshm_list_block(const pshm_list *l)
-{
-    return l ? l->block : NULL;
-}
+pshm_block *pshm_list_block(const pshm_list *l) { return l ? l->block : NULL; }
 
-size_t pshm_list_len(const pshm_list *l)
-{
-    return l ? l->len : 0;
-}
+size_t pshm_list_len(const pshm_list *l) { return l ? l->len : 0; }
 
 /* ---- get --------------------------------------------------------------- */
 
@@ -653,10 +658,11 @@ size_t pshm_list_len(const pshm_list *l)
  * but a malformed item. Out of line, as are the two below, so the fast
  * path stays small. */
 static __attribute__((noinline)) int get_general(const pshm_list *l, int64_t index,
-                                                  pshm_value *out)
+                                                 pshm_value *out)
 {
     if (l == NULL || out == NULL)
-        return err_set(PSHM_EINVAL, "get [%lld]: NULL list or value pointer", (long long)index);
+        return err_set(PSHM_EINVAL, "get [%lld]: NULL list or value pointer",
+                       (long long)index);
     item it;
     int rc = find_item(l, "get", index, &it);
     return rc < 0 ? rc : read_item(l, "get", index, &it, out);
@@ -665,8 +671,8 @@ static __attribute__((noinline)) int get_general(const pshm_list *l, int64_t ind
 /* A get of an item peek() saw that is not a fixed type: str, bytes, or
  * malformed. Continues from peek()'s copy of the format and code. */
 static __attribute__((noinline)) int get_peeked(const pshm_list *l, int64_t index,
-                                                 unsigned char *buf, uint64_t format,
-                                                 int code, pshm_value *out)
+                                                unsigned char *buf, uint64_t format, int code,
+                                                pshm_value *out)
 {
     item it;
     int rc = describe(l, "get", index, buf, (size_t)index, format, code, &it);
@@ -700,9 +706,10 @@ int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out, void 
     size_t n = out->u.s.len;
     if (n > cap) {
         out->u.s.ptr = NULL; /* the length says what is needed; no view of the block */
-        return err_set(PSHM_ETOOBIG, "get_copy \"%s\"[%lld]: the %zu-byte %s does not fit "
-                       "the %zu-byte buffer", list_name(l), (long long)index, n,
-                       type_name(out->type), cap);
+        return err_set(PSHM_ETOOBIG,
+                       "get_copy \"%s\"[%lld]: the %zu-byte %s does not fit "
+                       "the %zu-byte buffer",
+                       list_name(l), (long long)index, n, type_name(out->type), cap);
     }
     if (n > 0)
         memcpy(buf, out->u.s.ptr, n);
@@ -755,9 +762,10 @@ static int plan_set(const pshm_list *l, int64_t index, const item *it, const psh
 {
     if (v->type != PSHM_STR && v->type != PSHM_BYTES) {
         if (it->span < 8)
-            return err_set(PSHM_ETOOBIG, "set \"%s\"[%lld]: a %s needs 8 bytes; the item has "
-                           "%zu allocated", list_name(l), (long long)index,
-                           type_name(v->type), it->span);
+            return err_set(PSHM_ETOOBIG,
+                           "set \"%s\"[%lld]: a %s needs 8 bytes; the item has "
+                           "%zu allocated",
+                           list_name(l), (long long)index, type_name(v->type), it->span);
         memcpy(format, fixed_format(v->type), FORMAT_LEN);
         *width = 8;
         return 0;
@@ -766,12 +774,15 @@ static int plan_set(const pshm_list *l, int64_t index, const item *it, const psh
      * span would truncate silently there, so we hold the value to n. */
     size_t room = it->sized ? it->width : it->span;
     if (v->u.s.len > room)
-        return err_set(PSHM_ETOOBIG, "set \"%s\"[%lld]: %zu-byte %s exceeds the %zu bytes "
-                       "allocated to this item", list_name(l), (long long)index, v->u.s.len,
-                       type_name(v->type), room);
+        return err_set(PSHM_ETOOBIG,
+                       "set \"%s\"[%lld]: %zu-byte %s exceeds the %zu bytes "
+                       "allocated to this item",
+                       list_name(l), (long long)index, v->u.s.len, type_name(v->type), room);
     if (!it->sized && it->span > SIZED_MAX)
-        return err_set(PSHM_ETOOBIG, "set \"%s\"[%lld]: the item's %zu-byte span needs a "
-                       "format over 8 characters", list_name(l), (long long)index, it->span);
+        return err_set(PSHM_ETOOBIG,
+                       "set \"%s\"[%lld]: the item's %zu-byte span needs a "
+                       "format over 8 characters",
+                       list_name(l), (long long)index, it->span);
     if (it->sized)
         memcpy(format, &it->format, FORMAT_LEN);
     else
@@ -811,7 +822,7 @@ static int set_locked(pshm_list *l, int64_t index, const pshm_value *v)
  * changes, str and bytes, negative indices, and every failure. Kept out of
  * line so the fast path stays small. */
 static __attribute__((noinline)) int set_general(pshm_list *l, int64_t index,
-                                                  const pshm_value *v)
+                                                 const pshm_value *v)
 {
     if (l == NULL)
         return err_set(PSHM_EINVAL, "set [%lld]: NULL list", (long long)index);
@@ -933,16 +944,14 @@ static int not_viewable(const pshm_list *l, const char *what, size_t pos, pshm_t
     int rc = find_item(l, what, (int64_t)pos, &it);
     if (rc < 0)
         return rc;
-    return err_set(PSHM_ETYPE, "%s \"%s\"[%zu]: the item is a%s %s in %zu bytes; a view needs "
-                   "%ss of exactly 8 bytes each", what, list_name(l), pos,
-                   it.type == PSHM_INT ? "n" : "", type_name(it.type), it.span,
-                   type_name(type));
+    return err_set(PSHM_ETYPE,
+                   "%s \"%s\"[%zu]: the item is a%s %s in %zu bytes; a view needs "
+                   "%ss of exactly 8 bytes each",
+                   what, list_name(l), pos, it.type == PSHM_INT ? "n" : "",
+                   type_name(it.type), it.span, type_name(type));
 }
 
-static bool viewable_type(pshm_type type)
-{
-    return type == PSHM_INT || type == PSHM_FLOAT;
-}
+static bool viewable_type(pshm_type type) { return type == PSHM_INT || type == PSHM_FLOAT; }
 
 int pshm_list_view_range(pshm_list *l, pshm_type type, size_t start, size_t count,
                          pshm_view *out)
@@ -956,8 +965,10 @@ int pshm_list_view_range(pshm_list *l, pshm_type type, size_t start, size_t coun
     if (buf == NULL)
         return PSHM_ECLOSED;
     if (start > l->len || count > l->len - start)
-        return err_set(PSHM_ERANGE, "view \"%s\": %zu items from index %zu do not fit a list "
-                       "of %zu items", list_name(l), count, start, l->len);
+        return err_set(PSHM_ERANGE,
+                       "view \"%s\": %zu items from index %zu do not fit a list "
+                       "of %zu items",
+                       list_name(l), count, start, l->len);
     size_t end = start + count;
     size_t other = first_other(l, buf, type, start, end);
     for (size_t pos = start; pos < other; pos++)
@@ -966,7 +977,10 @@ int pshm_list_view_range(pshm_list *l, pshm_type type, size_t start, size_t coun
     if (other < end)
         return not_viewable(l, "view", other, type);
     unsigned char *values = buf + data_at(l->len) + l->offsets[start];
-    *out = (pshm_view){.list = l, .type = type, .start = start, .count = count,
+    *out = (pshm_view){.list = l,
+                       .type = type,
+                       .start = start,
+                       .count = count,
                        .ints = type == PSHM_INT ? (int64_t *)values : NULL,
                        .floats = type == PSHM_FLOAT ? (double *)values : NULL};
     return 0;

@@ -23,10 +23,7 @@ static void put_bytes(proto_buf *b, const void *p, size_t n)
         sb_puts(b, p, n);
 }
 
-static void put_u8(proto_buf *b, uint8_t v)
-{
-    put_bytes(b, &v, 1);
-}
+static void put_u8(proto_buf *b, uint8_t v) { put_bytes(b, &v, 1); }
 
 static void put_u32(proto_buf *b, uint32_t v)
 {
@@ -57,10 +54,7 @@ static void put_text(proto_buf *b, const char *text)
     put_blob(b, text, n > PROTO_MAX_TEXT ? PROTO_MAX_TEXT : n);
 }
 
-void proto_frame_begin(proto_buf *b)
-{
-    put_u32(b, 0);
-}
+void proto_frame_begin(proto_buf *b) { put_u32(b, 0); }
 
 bool proto_frame_end(proto_buf *b, size_t start)
 {
@@ -78,8 +72,7 @@ bool proto_frame_end(proto_buf *b, size_t start)
 
 uint32_t proto_frame_length(const uint8_t h[PROTO_HEADER_LEN])
 {
-    return (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 |
-           (uint32_t)h[3] << 24;
+    return (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
 }
 
 void proto_buf_free(proto_buf *b)
@@ -214,8 +207,7 @@ bool proto_put_ok_name(proto_buf *b, const char *name)
     return frame_done(b, start);
 }
 
-bool proto_put_ok_names(proto_buf *b, size_t count, const char *(*next)(void *arg),
-                        void *arg)
+bool proto_put_ok_names(proto_buf *b, size_t count, const char *(*next)(void *arg), void *arg)
 {
     size_t start = b->len;
     proto_frame_begin(b);
@@ -548,8 +540,9 @@ static int parse_unix(const char *what, const char *text, proto_addr *out)
     if (n == 0)
         return err_set(PSHM_EADDR, "%s \"%s\": the socket path is empty", what, text);
     if (n >= sizeof out->path)
-        return err_set(PSHM_EADDR, "%s \"%.60s...\": the socket path is longer than %zu bytes",
-                       what, text, sizeof out->path - 1);
+        return err_set(PSHM_EADDR,
+                       "%s \"%.60s...\": the socket path is longer than %zu bytes", what,
+                       text, sizeof out->path - 1);
     out->kind = ADDR_UNIX;
     out->family = AF_UNIX;
     memcpy(out->path, path, n + 1);
@@ -580,16 +573,20 @@ static int parse_host(const char *what, const char *text, const char *host, prot
     struct in6_addr v6;
     if (inet_pton(AF_INET, host, &v4) == 1) {
         if (((const uint8_t *)&v4)[0] != 127)
-            return err_set(PSHM_EADDR, "%s \"%s\": only loopback hosts (127.0.0.0/8, "
-                           "localhost, ::1) are allowed", what, text);
+            return err_set(PSHM_EADDR,
+                           "%s \"%s\": only loopback hosts (127.0.0.0/8, "
+                           "localhost, ::1) are allowed",
+                           what, text);
         out->family = AF_INET;
         memcpy(out->ip, &v4, 4);
         return 0;
     }
     if (inet_pton(AF_INET6, host, &v6) == 1) {
         if (!IN6_IS_ADDR_LOOPBACK(&v6))
-            return err_set(PSHM_EADDR, "%s \"%s\": only loopback hosts (127.0.0.0/8, "
-                           "localhost, ::1) are allowed", what, text);
+            return err_set(PSHM_EADDR,
+                           "%s \"%s\": only loopback hosts (127.0.0.0/8, "
+                           "localhost, ::1) are allowed",
+                           what, text);
         out->family = AF_INET6;
         memcpy(out->ip, &v6, 16);
         return 0;

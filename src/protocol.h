@@ -113,10 +113,10 @@ typedef struct proto_welcome {
  * proto_request_clear) and str/bytes values point into the payload. */
 typedef struct proto_request {
     proto_request_kind kind;
-    uint64_t size;       /* CREATE_BLOCK */
-    pshm_value *values;  /* CREATE_LIST */
-    size_t count;        /* CREATE_LIST */
-    proto_text name;     /* RELEASE */
+    uint64_t size;      /* CREATE_BLOCK */
+    pshm_value *values; /* CREATE_LIST */
+    size_t count;       /* CREATE_LIST */
+    proto_text name;    /* RELEASE */
 } proto_request;
 
 /* A decoded response. For OK_NAMES, `names` is malloc'd (proto_response_clear)
@@ -192,10 +192,10 @@ enum { ADDR_UNIX, ADDR_TCP };
 /* A parsed "unix:PATH" or "tcp:HOST:PORT" (loopback hosts only). */
 typedef struct proto_addr {
     int kind;
-    int family;            /* AF_UNIX, AF_INET or AF_INET6 */
-    char path[108];        /* ADDR_UNIX: fits sun_path with its NUL */
-    uint8_t ip[16];        /* ADDR_TCP: network order, 4 or 16 bytes */
-    uint16_t port;         /* ADDR_TCP: host order */
+    int family;     /* AF_UNIX, AF_INET or AF_INET6 */
+    char path[108]; /* ADDR_UNIX: fits sun_path with its NUL */
+    uint8_t ip[16]; /* ADDR_TCP: network order, 4 or 16 bytes */
+    uint16_t port;  /* ADDR_TCP: host order */
 } proto_addr;
 
 /* Longest address text we produce or accept. */

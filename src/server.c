@@ -183,12 +183,12 @@ enum client_state { CLIENT_FREE, CLIENT_HANDSHAKE, CLIENT_READY };
 struct client {
     int fd;
     enum client_state state;
-    bool closing;      /* send what is queued, then drop */
-    int64_t deadline;  /* ms; handshake or closing connections only */
+    bool closing;     /* send what is queued, then drop */
+    int64_t deadline; /* ms; handshake or closing connections only */
     uint8_t challenge[PROTO_CHALLENGE_LEN];
-    uint8_t *in;       /* received, not yet processed bytes */
+    uint8_t *in; /* received, not yet processed bytes */
     size_t in_len, in_cap;
-    proto_buf out;     /* queued reply bytes; out_sent of them are gone */
+    proto_buf out; /* queued reply bytes; out_sent of them are gone */
     size_t out_sent;
     unsigned long long serial; /* accept order; names the connection in messages */
 };
@@ -203,13 +203,13 @@ struct server {
     bool made_socket_file;
     int starter_fd, starter_pidfd;
     int handshake_ms;
-    pshm_block *spare;    /* a closed block made ahead of demand, or NULL */
-    uint64_t spare_size;  /* make a spare of this size next; 0: none */
+    pshm_block *spare;   /* a closed block made ahead of demand, or NULL */
+    uint64_t spare_size; /* make a spare of this size next; 0: none */
     bool stopping;
     int64_t accept_resume_ms; /* accepting paused until then; 0: not paused */
     unsigned long long next_serial;
     owned_table owned;
-    size_t nslots;        /* clients[0..nslots) are in use (size_slots) */
+    size_t nslots; /* clients[0..nslots) are in use (size_slots) */
     struct client clients[MAX_CLIENTS];
 };
 
@@ -262,7 +262,8 @@ static int own_or_unlink(struct server *s, pshm_block *b)
 static int create_closed(uint64_t size, pshm_block **out)
 {
     if ((uint64_t)(size_t)size != size)
-        return err_set(PSHM_EBADSIZE, "create: size %llu is too large", (unsigned long long)size);
+        return err_set(PSHM_EBADSIZE, "create: size %llu is too large",
+                       (unsigned long long)size);
     int rc = pshm_block_create(out, NULL, (size_t)size, 0);
     if (rc < 0)
         return rc;
@@ -364,7 +365,8 @@ static void do_release(struct server *s, struct client *c, proto_text name)
     bare[name.len] = '\0';
     pshm_block *b = owned_take(&s->owned, bare);
     if (b == NULL) {
-        proto_put_error(&c->out, PSHM_ENOENT, "release: the server owns no block by that name");
+        proto_put_error(&c->out, PSHM_ENOENT,
+                        "release: the server owns no block by that name");
         return;
     }
     int rc = pshm_block_unlink(b);
@@ -801,7 +803,8 @@ static int bind_tcp(struct server *s)
     setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(s->listen_fd, (struct sockaddr *)&ss, len) < 0)
         return errno == EADDRINUSE || errno == EADDRNOTAVAIL
-                   ? err_set(PSHM_EADDR, "serve \"%s\": bind: %s", s->address, strerror(errno))
+                   ? err_set(PSHM_EADDR, "serve \"%s\": bind: %s", s->address,
+                             strerror(errno))
                    : err_errno(errno, "serve", s->address, "bind");
     if (getsockname(s->listen_fd, (struct sockaddr *)&ss, &len) < 0)
         return err_errno(errno, "serve", s->address, "getsockname");
@@ -867,7 +870,8 @@ static int size_slots(struct server *s)
     if (spare < MIN_CLIENTS + RESERVE_FDS) {
         struct rlimit rl = {0};
         getrlimit(RLIMIT_NOFILE, &rl);
-        return err_set(PSHM_ELIMIT, "serve \"%s\": only %zu file descriptors are free under "
+        return err_set(PSHM_ELIMIT,
+                       "serve \"%s\": only %zu file descriptors are free under "
                        "RLIMIT_NOFILE (%llu); the server needs %d",
                        s->address, spare, (unsigned long long)rl.rlim_cur,
                        MIN_CLIENTS + RESERVE_FDS);
@@ -895,7 +899,8 @@ static int poll_timeout(const struct server *s, int64_t now)
 /* One pollfd per client slot (fd -1 when free, so poll skips it). */
 static void fill_pollfds(const struct server *s, struct pollfd *pfd)
 {
-    pfd[FIXED_LISTEN] = (struct pollfd){s->accept_resume_ms != 0 ? -1 : s->listen_fd, POLLIN, 0};
+    pfd[FIXED_LISTEN] =
+        (struct pollfd){s->accept_resume_ms != 0 ? -1 : s->listen_fd, POLLIN, 0};
     pfd[FIXED_SIGNAL] = (struct pollfd){signal_pipe[0], POLLIN, 0};
     pfd[FIXED_STARTER] = (struct pollfd){s->starter_fd, POLLIN, 0};
     pfd[FIXED_PIDFD] = (struct pollfd){s->starter_pidfd, POLLIN, 0};
@@ -941,7 +946,9 @@ static int wait_events(struct server *s, struct pollfd *pfd, bool just_served)
         if (n == 0 && proto_now_us() < spin_end)
             sched_yield();
         if (n != 0 || proto_now_us() >= spin_end)
-            return n != 0 ? n : poll(pfd, FIXED_COUNT + s->nslots, poll_timeout(s, proto_now_ms()));
+            return n != 0
+                       ? n
+                       : poll(pfd, FIXED_COUNT + s->nslots, poll_timeout(s, proto_now_ms()));
     }
 }
 
@@ -1006,8 +1013,11 @@ int server_run(const char *address, const void *key, size_t keylen,
     struct server *s = calloc(1, sizeof *s);
     if (s == NULL)
         return err_set(PSHM_ELIMIT, "serve: out of memory");
-    *s = (struct server){.key = key, .keylen = keylen, .listen_fd = -1,
-                         .starter_fd = starter_fd, .starter_pidfd = starter_pidfd,
+    *s = (struct server){.key = key,
+                         .keylen = keylen,
+                         .listen_fd = -1,
+                         .starter_fd = starter_fd,
+                         .starter_pidfd = starter_pidfd,
                          .handshake_ms = proto_handshake_ms()};
     for (size_t i = 0; i < MAX_CLIENTS; i++)
         s->clients[i].fd = -1;

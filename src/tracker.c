@@ -143,7 +143,8 @@ static int register_or_restart(const pshm_block *b, const char *what)
     for (pshm_block *t = open_handles(); t != NULL; t = t->open_next)
         if (t != b && !(t->flags & PSHM_UNTRACKED) && !t->unlinked &&
             send_msg(MSG_REGISTER, t) < 0)
-            return err_errno(errno, what, b->name, "re-registering with the new resource "
+            return err_errno(errno, what, b->name,
+                             "re-registering with the new resource "
                              "tracker: send");
     if (send_msg(MSG_REGISTER, b) < 0)
         return err_errno(errno, what, b->name, "registering with the resource tracker: send");
@@ -169,10 +170,7 @@ void tracker_unregister(pshm_block *b)
     global_unlock();
 }
 
-void tracker_detach(void)
-{
-    tracker_sock = -1;
-}
+void tracker_detach(void) { tracker_sock = -1; }
 
 /* ---- the tracker process ----------------------------------------------
  * Only async-signal-safe code from here on: see the comment at the top. */
@@ -189,7 +187,7 @@ enum { SLOT_EMPTY = 0, SLOT_USED, SLOT_DELETED };
 /* Open addressing keyed by name; memory from mmap, which is signal-safe. */
 struct table {
     struct record *slots;
-    size_t cap; /* a power of two */
+    size_t cap;  /* a power of two */
     size_t used; /* SLOT_USED + SLOT_DELETED, to keep probes short */
 };
 
@@ -279,10 +277,7 @@ static void line_add_bytes(struct line *l, const char *s, size_t n)
         l->buf[l->len++] = s[i];
 }
 
-static void line_add(struct line *l, const char *s)
-{
-    line_add_bytes(l, s, strlen(s));
-}
+static void line_add(struct line *l, const char *s) { line_add_bytes(l, s, strlen(s)); }
 
 static void line_add_uint(struct line *l, size_t v)
 {
@@ -313,7 +308,7 @@ static void line_add_name(struct line *l, const char *name)
     }
 }
 
-static bool to_syslog;  /* stderr was let go: messages go to syslog */
+static bool to_syslog; /* stderr was let go: messages go to syslog */
 static int syslog_sock = -1;
 
 static void syslog_send(const struct line *l)
@@ -321,7 +316,8 @@ static void syslog_send(const struct line *l)
     if (syslog_sock == -1) {
         struct sockaddr_un addr = {.sun_family = AF_UNIX, .sun_path = "/dev/log"};
         syslog_sock = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-        if (syslog_sock >= 0 && connect(syslog_sock, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        if (syslog_sock >= 0 &&
+            connect(syslog_sock, (struct sockaddr *)&addr, sizeof addr) < 0) {
             close(syslog_sock);
             syslog_sock = -2; /* no syslog here: later messages are dropped */
         }
@@ -519,7 +515,8 @@ static int64_t now_ms(void)
 static void flag_name(struct table *t, const char *name)
 {
     size_t mask = t->cap - 1;
-    for (size_t i = name_hash(name) & mask; t->slots[i].state != SLOT_EMPTY; i = (i + 1) & mask) {
+    for (size_t i = name_hash(name) & mask; t->slots[i].state != SLOT_EMPTY;
+         i = (i + 1) & mask) {
         struct record *r = &t->slots[i];
         if (r->state == SLOT_USED && r->fd >= 0 && strcmp(r->name, name) == 0)
             r->retries = RETRIES;
@@ -611,7 +608,8 @@ static void become_daemon(int sock)
         for (int fd = 4; fd < 65536; fd++)
             close(fd);
     setsid();
-    if (chdir("/") < 0) { /* nothing depends on the directory */ }
+    if (chdir("/") < 0) { /* nothing depends on the directory */
+    }
     /* A descriptor per busy block: as many as we may have. */
     struct rlimit nofile;
     if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {

@@ -107,10 +107,7 @@ int sb_finish(strbuf *sb, char **out, const char *what)
 /* Constructors and equality                                                 */
 /* ------------------------------------------------------------------------ */
 
-pshm_value pshm_str(const char *s)
-{
-    return pshm_strn(s, s == NULL ? 0 : strlen(s));
-}
+pshm_value pshm_str(const char *s) { return pshm_strn(s, s == NULL ? 0 : strlen(s)); }
 
 static bool is_number(const pshm_value *v)
 {
@@ -166,13 +163,10 @@ bool pshm_value_equal(const pshm_value *a, const pshm_value *b)
     if (a->type != b->type)
         return false;
     switch (a->type) {
-    case PSHM_NONE:
-        return true;
+    case PSHM_NONE: return true;
     case PSHM_STR:
-    case PSHM_BYTES:
-        return bytes_equal(a, b);
-    default:
-        return false; /* an unknown type tag equals nothing */
+    case PSHM_BYTES: return bytes_equal(a, b);
+    default: return false; /* an unknown type tag equals nothing */
     }
 }
 
@@ -183,10 +177,7 @@ bool pshm_value_equal(const pshm_value *a, const pshm_value *b)
 static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
 static locale_t c_locale;
 
-static void make_c_locale(void)
-{
-    c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0);
-}
+static void make_c_locale(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
 
 /*
  * Switch this thread to the "C" locale; returns the locale to restore. If
@@ -407,8 +398,9 @@ static int str_repr_into(strbuf *sb, const char *s, size_t n)
     const uint8_t *u = (const uint8_t *)s;
     const uint8_t *bad = u8_check(u, n);
     if (bad != NULL)
-        return err_set(PSHM_ECORRUPT, "repr: str is not valid UTF-8 (byte 0x%02x at offset %zu)",
-                       *bad, (size_t)(bad - u));
+        return err_set(PSHM_ECORRUPT,
+                       "repr: str is not valid UTF-8 (byte 0x%02x at offset %zu)", *bad,
+                       (size_t)(bad - u));
     char quote = pick_quote(s, n);
     sb_putc(sb, quote);
     for (size_t i = 0; i < n;) {
@@ -442,29 +434,20 @@ static void bytes_repr_into(strbuf *sb, const char *s, size_t n)
 }
 
 /* A str/bytes value's pointer may be NULL only when it describes no bytes. */
-static bool has_bytes(const pshm_value *v)
-{
-    return v->u.s.ptr != NULL || v->u.s.len == 0;
-}
+static bool has_bytes(const pshm_value *v) { return v->u.s.ptr != NULL || v->u.s.len == 0; }
 
 int value_repr_into(strbuf *sb, const pshm_value *v)
 {
     switch (v->type) {
-    case PSHM_NONE:
-        sb_puts(sb, "None", 4);
-        return 0;
+    case PSHM_NONE: sb_puts(sb, "None", 4); return 0;
     case PSHM_BOOL:
         if (v->u.b)
             sb_puts(sb, "True", 4);
         else
             sb_puts(sb, "False", 5);
         return 0;
-    case PSHM_INT:
-        sb_printf(sb, "%" PRId64, v->u.i);
-        return 0;
-    case PSHM_FLOAT:
-        float_repr_into(sb, v->u.f);
-        return 0;
+    case PSHM_INT: sb_printf(sb, "%" PRId64, v->u.i); return 0;
+    case PSHM_FLOAT: float_repr_into(sb, v->u.f); return 0;
     case PSHM_STR:
         if (!has_bytes(v))
             return err_set(PSHM_EINVAL, "repr: str value has NULL bytes and length %zu",
@@ -552,10 +535,7 @@ static int out_of_memory(const parser *ps)
     return err_set(PSHM_ELIMIT, "parse \"%s\": out of memory", quoted);
 }
 
-static size_t offset(const parser *ps)
-{
-    return (size_t)(ps->p - ps->literal);
-}
+static size_t offset(const parser *ps) { return (size_t)(ps->p - ps->literal); }
 
 static bool is_space(char c)
 {
@@ -736,9 +716,12 @@ static int parse_decimal(parser *ps, bool negative, pshm_value *out)
 static int base_of_prefix(char letter)
 {
     switch (letter) {
-    case 'x': case 'X': return 16;
-    case 'o': case 'O': return 8;
-    case 'b': case 'B': return 2;
+    case 'x':
+    case 'X': return 16;
+    case 'o':
+    case 'O': return 8;
+    case 'b':
+    case 'B': return 2;
     default: return 0;
     }
 }
@@ -796,9 +779,10 @@ static int string_prefix(const char *p, string_kind *kind)
     bool unicode = false;
     for (; n < 3 && (p[n] != '\'' && p[n] != '"'); n++) {
         char c = p[n];
-        bool *flag = c == 'b' || c == 'B' ? &kind->bytes
+        bool *flag = c == 'b' || c == 'B'   ? &kind->bytes
                      : c == 'r' || c == 'R' ? &kind->raw
-                     : c == 'u' || c == 'U' ? &unicode : NULL;
+                     : c == 'u' || c == 'U' ? &unicode
+                                            : NULL;
         if (flag == NULL || *flag)
             return -1;
         *flag = true;
@@ -838,8 +822,8 @@ static int check_code_point(parser *ps, uint32_t uc, size_t at)
     if (uc > 0x10ffff)
         return syntax_error(ps, "escape at offset %zu is not a Unicode code point", at);
     if (uc >= 0xd800 && uc <= 0xdfff)
-        return syntax_error(ps, "escape at offset %zu is a surrogate, which UTF-8 cannot hold",
-                            at);
+        return syntax_error(
+            ps, "escape at offset %zu is a surrogate, which UTF-8 cannot hold", at);
     return 0;
 }
 
@@ -910,7 +894,8 @@ static int parse_escape(parser *ps, string_kind kind, uint8_t *out, size_t *len)
         ps->p += 2;
         rc = hex_escape(ps, c, &value);
     } else if (c == 'N' && !kind.bytes) {
-        return syntax_error(ps, "\\N{...} escapes are not supported (offset %zu)", offset(ps));
+        return syntax_error(ps, "\\N{...} escapes are not supported (offset %zu)",
+                            offset(ps));
     } else {
         ps->p++;
         out[(*len)++] = '\\';
@@ -933,8 +918,8 @@ static int copy_char(parser *ps, string_kind kind, uint8_t *out, size_t *len)
         return 0;
     }
     if (kind.bytes)
-        return syntax_error(ps, "bytes can only contain ASCII literal characters (offset %zu)",
-                            offset(ps));
+        return syntax_error(
+            ps, "bytes can only contain ASCII literal characters (offset %zu)", offset(ps));
     ucs4_t uc;
     int n = u8_mbtoucr(&uc, (const uint8_t *)ps->p, (size_t)(ps->end - ps->p));
     if (n < 0)
@@ -973,8 +958,9 @@ static int parse_string_body(parser *ps, string_kind kind, char quote, pshm_valu
         else if (*ps->p == '\\' && kind.raw)
             raw_backslash(ps, buf, &len);
         else if (*ps->p == '\\')
-            rc = ps->p[1] == '\0' ? syntax_error(ps, "unterminated string: ends in a backslash")
-                                  : parse_escape(ps, kind, buf, &len);
+            rc = ps->p[1] == '\0'
+                     ? syntax_error(ps, "unterminated string: ends in a backslash")
+                     : parse_escape(ps, kind, buf, &len);
         else
             rc = copy_char(ps, kind, buf, &len);
     }
@@ -1071,11 +1057,9 @@ int value_check(const pshm_value *v, const char *what, const char *name, int64_t
     case PSHM_NONE:
     case PSHM_INT:
     case PSHM_FLOAT:
-    case PSHM_BOOL:
-        return 0;
+    case PSHM_BOOL: return 0;
     case PSHM_STR:
-    case PSHM_BYTES:
-        break;
+    case PSHM_BYTES: break;
     default:
         return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: unknown value type %d", what, name,
                        (long long)index, (int)v->type);

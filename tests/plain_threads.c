@@ -29,15 +29,15 @@ enum { THREADS = 8, ROUNDS = 200 };
 static atomic_int failures;
 static int passed;
 
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);           \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fprintf(stderr, "\n");                                         \
-            atomic_fetch_add(&failures, 1);                                \
-            return NULL;                                                   \
-        }                                                                  \
+#define CHECK(cond, ...)                                                                     \
+    do {                                                                                     \
+        if (!(cond)) {                                                                       \
+            fprintf(stderr, "FAIL %s:%d: ", __FILE__, __LINE__);                             \
+            fprintf(stderr, __VA_ARGS__);                                                    \
+            fprintf(stderr, "\n");                                                           \
+            atomic_fetch_add(&failures, 1);                                                  \
+            return NULL;                                                                     \
+        }                                                                                    \
     } while (0)
 
 static void *churn(void *arg)
@@ -114,11 +114,12 @@ static void *same_type_sets(void *arg)
         if (index % 2) {
             double whole = got.u.f - 0.5;
             CHECK(got.type == PSHM_FLOAT && whole == (int)whole && whole >= 0 &&
-                  whole < THREADS, "item %lld read %g", (long long)index, got.u.f);
+                      whole < THREADS,
+                  "item %lld read %g", (long long)index, got.u.f);
         } else {
             CHECK(got.type == PSHM_INT && got.u.i % INT_PATTERN == 0 && got.u.i >= 0 &&
-                  got.u.i / INT_PATTERN < THREADS, "item %lld read %llx", (long long)index,
-                  (unsigned long long)got.u.i);
+                      got.u.i / INT_PATTERN < THREADS,
+                  "item %lld read %llx", (long long)index, (unsigned long long)got.u.i);
         }
     }
     return NULL;

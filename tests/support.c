@@ -16,8 +16,8 @@
 void t_name(char *buf, size_t cap, const char *tag)
 {
     static int counter;
-    snprintf(buf, cap, "pshmt_%d_%d_%s", (int)getpid(), __atomic_fetch_add(&counter, 1,
-             __ATOMIC_RELAXED), tag);
+    snprintf(buf, cap, "pshmt_%d_%d_%s", (int)getpid(),
+             __atomic_fetch_add(&counter, 1, __ATOMIC_RELAXED), tag);
 }
 
 bool t_shm_exists(const char *name)
@@ -161,8 +161,8 @@ pid_t t_find_child(const char *comm)
         /* "PID (COMM) STATE PPID ...": COMM may hold ')', so the last one ends it. */
         char *lp = strchr(buf, '('), *rp = strrchr(buf, ')');
         int ppid;
-        if (lp == NULL || rp == NULL || rp < lp ||
-            sscanf(rp + 1, " %*c %d", &ppid) != 1 || ppid != getpid())
+        if (lp == NULL || rp == NULL || rp < lp || sscanf(rp + 1, " %*c %d", &ppid) != 1 ||
+            ppid != getpid())
             continue;
         *rp = '\0';
         if (strcmp(lp + 1, comm) == 0)

@@ -55,7 +55,8 @@ Test(block, random_name_looks_like_cpythons)
 
 Test(block, random_names_differ)
 {
-    pshm_block *a = create_ok(NULL, 1, PSHM_UNTRACKED), *b = create_ok(NULL, 1, PSHM_UNTRACKED);
+    pshm_block *a = create_ok(NULL, 1, PSHM_UNTRACKED),
+               *b = create_ok(NULL, 1, PSHM_UNTRACKED);
     cr_assert_str_neq(pshm_block_name(a), pshm_block_name(b));
     destroy(a);
     destroy(b);
@@ -320,7 +321,9 @@ Test(block, tracked_create_without_a_tracker_fails_cleanly)
         pshm_block *b;
         int rc = pshm_block_create(&b, name, 64, 0);
         _exit(rc == PSHM_ELIMIT && strstr(pshm_last_error(), "tracker") &&
-              strstr(pshm_last_error(), name) ? 0 : 1);
+                      strstr(pshm_last_error(), name)
+                  ? 0
+                  : 1);
     }
     int st = t_wait(child, 10);
     cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "status %d", st);

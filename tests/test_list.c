@@ -38,8 +38,8 @@ static void remove_names(void)
 TestSuite(list, .fini = remove_names);
 
 #define ASSERT_OK(call) cr_assert_geq((call), 0, "%s: %s", #call, pshm_last_error())
-#define ASSERT_FAILS(call, code)                                                       \
-    cr_assert_eq((call), (code), "%s: expected %s, got \"%s\"", #call, #code,         \
+#define ASSERT_FAILS(call, code)                                                             \
+    cr_assert_eq((call), (code), "%s: expected %s, got \"%s\"", #call, #code,                \
                  pshm_last_error())
 
 static pshm_list *make(const char *name, const pshm_value *values, size_t n)
@@ -55,10 +55,7 @@ static void finish(pshm_list *l)
     pshm_list_free(l);
 }
 
-static unsigned char *raw_buf(pshm_list *l)
-{
-    return pshm_block_buf(pshm_list_block(l));
-}
+static unsigned char *raw_buf(pshm_list *l) { return pshm_block_buf(pshm_list_block(l)); }
 
 static void assert_format(pshm_list *l, const char *want)
 {
@@ -100,10 +97,10 @@ static int64_t get_int(pshm_list *l, int64_t index)
 Test(list, every_type_round_trips)
 {
     const char *name = new_name("types");
-    pshm_value in[] = {pshm_int(0), pshm_float(1.5), pshm_str("a"), pshm_bytes("b", 1),
-                       pshm_none(), pshm_bool(true), pshm_bool(false),
-                       pshm_int(INT64_MIN), pshm_int(INT64_MAX), pshm_str(""),
-                       pshm_bytes("", 0), pshm_float(-0.0)};
+    pshm_value in[] = {pshm_int(0),        pshm_float(1.5),     pshm_str("a"),
+                       pshm_bytes("b", 1), pshm_none(),         pshm_bool(true),
+                       pshm_bool(false),   pshm_int(INT64_MIN), pshm_int(INT64_MAX),
+                       pshm_str(""),       pshm_bytes("", 0),   pshm_float(-0.0)};
     pshm_list *l = make(name, in, 12);
     cr_assert_eq(pshm_list_len(l), 12);
     pshm_value v;
@@ -125,8 +122,10 @@ Test(list, every_type_round_trips)
     cr_assert(v.type == PSHM_FLOAT && v.u.f == 0 && signbit(v.u.f));
     assert_format(l, "qd8s8sxxxxxx?xxxxxxxx?xxxxxxx?qq8s8sd");
     char want[256];
-    snprintf(want, sizeof want, "ShareableList([0, 1.5, 'a', b'b', None, True, False, "
-             "-9223372036854775808, 9223372036854775807, '', b'', -0.0], name='%s')", name);
+    snprintf(want, sizeof want,
+             "ShareableList([0, 1.5, 'a', b'b', None, True, False, "
+             "-9223372036854775808, 9223372036854775807, '', b'', -0.0], name='%s')",
+             name);
     assert_repr(l, want);
     finish(l);
 }
@@ -144,7 +143,12 @@ Test(list, block_bytes_follow_cpython_layout)
     cr_assert_arr_eq(header, want_header, sizeof header);
     cr_assert(memcmp(b + 56, "hello\0\0\0", 8) == 0);
     cr_assert(memcmp(b + 64, "\0\0\0\0\0\0\0\1", 8) == 0);
-    cr_assert(memcmp(b + 80, "q\0\0\0\0\0\0\0" "8s\0\0\0\0\0\0" "xxxxxxx?" "xxxxxx?x", 32) == 0);
+    cr_assert(memcmp(b + 80,
+                     "q\0\0\0\0\0\0\0"
+                     "8s\0\0\0\0\0\0"
+                     "xxxxxxx?"
+                     "xxxxxx?x",
+                     32) == 0);
     cr_assert(memcmp(b + 112, "\0\1\0\3", 4) == 0);
     finish(l);
 }
@@ -266,8 +270,10 @@ Test(list, storage_exceeded_keeps_old_value)
     ASSERT_FAILS(pshm_list_set(l, 0, pshm_str("larger than previously allocated")),
                  PSHM_ETOOBIG);
     char want[160];
-    snprintf(want, sizeof want, "set \"%s\"[0]: 32-byte str exceeds the 8 bytes allocated "
-             "to this item", name);
+    snprintf(want, sizeof want,
+             "set \"%s\"[0]: 32-byte str exceeds the 8 bytes allocated "
+             "to this item",
+             name);
     cr_assert_str_eq(pshm_last_error(), want);
     assert_str(l, 0, PSHM_STR, "dry ice", 7);
     ASSERT_FAILS(pshm_list_set(l, -1, pshm_bytes("123456789", 9)), PSHM_ETOOBIG);
@@ -343,7 +349,7 @@ Test(list, get_copy)
 
 Test(list, count_and_index_use_python_equality)
 {
-    pshm_value in[] = {pshm_int(1), pshm_float(1.0), pshm_bool(true), pshm_str("1"),
+    pshm_value in[] = {pshm_int(1),        pshm_float(1.0), pshm_bool(true), pshm_str("1"),
                        pshm_bytes("1", 1), pshm_float(NAN), pshm_none()};
     pshm_list *l = make(new_name("count"), in, 7);
     size_t n;
@@ -514,10 +520,7 @@ static pshm_list *victim(const char *name)
     return l;
 }
 
-static void put64(pshm_list *l, size_t at, int64_t v)
-{
-    memcpy(raw_buf(l) + at, &v, 8);
-}
+static void put64(pshm_list *l, size_t at, int64_t v) { memcpy(raw_buf(l) + at, &v, 8); }
 
 static void assert_attach_corrupt(const char *name, const char *why)
 {
@@ -533,14 +536,18 @@ Test(list, attach_rejects_bad_headers)
 {
     const char *name = new_name("hdr");
     pshm_list *l = victim(name);
-    const struct { size_t at; int64_t value; const char *why; } cases[] = {
+    const struct {
+        size_t at;
+        int64_t value;
+        const char *why;
+    } cases[] = {
         {0, -1, "item count -1"},
         {0, 5, "item count 5"},
-        {0, INT64_MAX / 8, "item count"},     /* (N + 2) * 8 would overflow */
+        {0, INT64_MAX / 8, "item count"}, /* (N + 2) * 8 would overflow */
         {0, (int64_t)(UINT64_MAX / 17 + 1), "item count"},
         {8, 8, "offset 0 is 8"},
-        {16, 24, "offset 2 is 16"},          /* 0, 24, 16: decreasing */
-        {24, 0, "offset 2 is 0"},            /* 0, 8, 0: decreasing */
+        {16, 24, "offset 2 is 16"}, /* 0, 24, 16: decreasing */
+        {24, 0, "offset 2 is 0"},   /* 0, 8, 0: decreasing */
         {24, 12, "multiples of 8"},
         {32, 32, "overruns"},
         {32, -8, "data area (-8 bytes)"},
@@ -652,8 +659,8 @@ Test(list, header_rewritten_after_attach_is_ignored)
 
 /* ---- typed views and same-type get/set ---------------------------------- */
 
-#define ASSERT_MESSAGE(text)                                                           \
-    cr_assert(strstr(pshm_last_error(), (text)) != NULL, "\"%s\" lacks \"%s\"",       \
+#define ASSERT_MESSAGE(text)                                                                 \
+    cr_assert(strstr(pshm_last_error(), (text)) != NULL, "\"%s\" lacks \"%s\"",              \
               pshm_last_error(), (text))
 
 static pshm_list *ints(const char *name, size_t n)
@@ -731,7 +738,7 @@ Test(list, float_view_and_ranges)
 Test(list, view_mixed_ranges_are_refused_naming_the_first_other_item)
 {
     const char *name = new_name("mixed");
-    pshm_value in[] = {pshm_int(0), pshm_int(1), pshm_str("two"), pshm_float(3),
+    pshm_value in[] = {pshm_int(0),     pshm_int(1), pshm_str("two"), pshm_float(3),
                        pshm_bool(true), pshm_none(), pshm_int(6)};
     pshm_list *l = make(name, in, 7);
     pshm_view v = {0};

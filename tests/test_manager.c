@@ -61,14 +61,15 @@ static const char *unix_path(const char *address)
 }
 
 static const char key_hex[] = "00112233445566778899aabbccddeeff";
-static const char test_key[] = "\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff";
+static const char test_key[] =
+    "\x00\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff";
 #define TEST_KEYLEN 16
 
 /* Run manager_rogue with the arguments; true if it reported "ok". */
 static bool run_rogue(const char *mode, const char *address)
 {
-    char *argv[] = {(char *)t_env("PSHM_HELPER_manager_rogue"), (char *)mode,
-                    (char *)address, (char *)key_hex, NULL};
+    char *argv[] = {(char *)t_env("PSHM_HELPER_manager_rogue"), (char *)mode, (char *)address,
+                    (char *)key_hex, NULL};
     int out;
     pid_t pid = t_spawn(argv, &out);
     cr_assert_gt(pid, 0);
@@ -136,10 +137,7 @@ static void exercise(const char *address)
         cr_assert_neq(stat(path, &st), 0, "the socket %s is still there", path);
 }
 
-Test(manager, unix_default_address)
-{
-    exercise(NULL);
-}
+Test(manager, unix_default_address) { exercise(NULL); }
 
 Test(manager, unix_given_address)
 {
@@ -167,10 +165,7 @@ Test(manager, unix_socket_is_private)
     cr_assert_neq(stat(dir, &st), 0, "the private directory %s is still there", dir);
 }
 
-Test(manager, tcp_loopback)
-{
-    exercise("tcp:127.0.0.1:0");
-}
+Test(manager, tcp_loopback) { exercise("tcp:127.0.0.1:0"); }
 
 Test(manager, tcp_port_reported)
 {
@@ -185,9 +180,16 @@ Test(manager, tcp_port_reported)
 
 Test(manager, non_loopback_refused)
 {
-    const char *bad[] = {"tcp:0.0.0.0:0", "tcp:10.1.2.3:4000", "tcp:8.8.8.8:53",
-                         "tcp:example.com:80", "tcp:[::]:0", "tcp:127.0.0.1", "tcp:127.0.0.1:70000",
-                         "http://127.0.0.1:80", "unix:", ""};
+    const char *bad[] = {"tcp:0.0.0.0:0",
+                         "tcp:10.1.2.3:4000",
+                         "tcp:8.8.8.8:53",
+                         "tcp:example.com:80",
+                         "tcp:[::]:0",
+                         "tcp:127.0.0.1",
+                         "tcp:127.0.0.1:70000",
+                         "http://127.0.0.1:80",
+                         "unix:",
+                         ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         pshm_manager *m = (pshm_manager *)1;
         cr_assert_eq(pshm_manager_start(&m, bad[i], NULL, 0), PSHM_EADDR, "start %s: %s",
@@ -242,8 +244,8 @@ Test(manager, list_through_manager)
 {
     pshm_manager *m;
     ok(pshm_manager_start(&m, NULL, NULL, 0), "start");
-    pshm_value values[] = {pshm_int(-42),          pshm_float(2.5),     pshm_bool(true),
-                           pshm_str("howdy"),      pshm_bytes("a\0b", 3), pshm_none()};
+    pshm_value values[] = {pshm_int(-42),     pshm_float(2.5),       pshm_bool(true),
+                           pshm_str("howdy"), pshm_bytes("a\0b", 3), pshm_none()};
     pshm_list *l;
     ok(pshm_manager_list(m, values, 6, &l), "list");
     cr_assert_eq(pshm_list_len(l), 6);
@@ -287,8 +289,8 @@ Test(manager, list_readable_by_cpython)
 {
     pshm_manager *m;
     ok(pshm_manager_start(&m, NULL, NULL, 0), "start");
-    pshm_value values[] = {pshm_int(-42), pshm_float(2.5), pshm_bool(true), pshm_str("howdy"),
-                           pshm_bytes("a\0b", 3), pshm_none()};
+    pshm_value values[] = {pshm_int(-42),     pshm_float(2.5),       pshm_bool(true),
+                           pshm_str("howdy"), pshm_bytes("a\0b", 3), pshm_none()};
     pshm_list *l;
     ok(pshm_manager_list(m, values, 6, &l), "list");
     /* 3.11 registers attached blocks with its tracker, which would unlink
@@ -437,7 +439,8 @@ Test(manager, wrong_key_refused_by_server)
     ok(pshm_manager_start(&m, NULL, test_key, TEST_KEYLEN), "start");
     const char *addr = pshm_manager_address(m);
     cr_assert_eq(pshm_manager_connect(&bad, addr, "wrong key", 9), PSHM_EAUTH);
-    cr_assert(strstr(pshm_last_error(), "refused the handshake") != NULL, "%s", pshm_last_error());
+    cr_assert(strstr(pshm_last_error(), "refused the handshake") != NULL, "%s",
+              pshm_last_error());
     cr_assert(strstr(pshm_last_error(), addr) != NULL, "%s", pshm_last_error());
     /* Same length, one bit off. */
     char near[TEST_KEYLEN];
@@ -520,7 +523,8 @@ Test(manager, malformed_reply_is_a_protocol_error)
     cr_assert_eq(pshm_manager_names(m, &names, &count), PSHM_EPROTO, "%s", pshm_last_error());
     const char *msg = pshm_last_error();
     cr_assert(strstr(msg, f.addr) != NULL, "%s", msg);
-    cr_assert(strlen(strstr(msg, f.addr)) > strlen(f.addr) + 4, "the reason was lost: %s", msg);
+    cr_assert(strlen(strstr(msg, f.addr)) > strlen(f.addr) + 4, "the reason was lost: %s",
+              msg);
     cr_assert_eq(pshm_manager_names(m, &names, &count), PSHM_ECONN, "the connection is gone");
     pshm_manager_disconnect(m);
     fake_finish(&f);
@@ -570,7 +574,8 @@ Test(manager, silent_client_does_not_block_others)
     pid_t silent = t_spawn(argv, NULL);
     for (int i = 0; i < 20; i++) {
         pshm_manager *c;
-        ok(pshm_manager_connect(&c, pshm_manager_address(m), test_key, TEST_KEYLEN), "connect");
+        ok(pshm_manager_connect(&c, pshm_manager_address(m), test_key, TEST_KEYLEN),
+           "connect");
         pshm_block *b;
         ok(pshm_manager_block(c, 64, &b), "block");
         ok(pshm_manager_release(c, pshm_block_name(b)), "release");
@@ -854,8 +859,10 @@ static double cpu_seconds(pid_t pid)
     fclose(f);
     text[n] = '\0';
     unsigned long utime, stime; /* fields 14 and 15; the name may hold spaces */
-    cr_assert_eq(sscanf(strrchr(text, ')') + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu",
-                        &utime, &stime), 2, "%s", text);
+    cr_assert_eq(sscanf(strrchr(text, ')') + 2,
+                        "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime,
+                        &stime),
+                 2, "%s", text);
     return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
 }
 
@@ -872,7 +879,8 @@ Test(manager, accept_failure_does_not_spin)
     pid_t pid = serve_with_fd_limit(64, serve_ready_then_exhaust, address, sizeof address);
     cr_assert_eq(sscanf(address, "tcp:127.0.0.1:%d", &port), 1, "%s", address);
     int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
                               .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     cr_assert_eq(connect(fd, (struct sockaddr *)&sin, sizeof sin), 0, "%s", strerror(errno));
     double before = cpu_seconds(pid);

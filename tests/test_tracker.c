@@ -23,10 +23,10 @@
 #define GONE_WITHIN 10.0
 
 struct probe {
-    pid_t pid;       /* the process we started */
-    pid_t holder;    /* the process that printed "ready" (differs for fork) */
-    int out;         /* its stdout */
-    char err[256];   /* file receiving its (and its tracker's) stderr */
+    pid_t pid;     /* the process we started */
+    pid_t holder;  /* the process that printed "ready" (differs for fork) */
+    int out;       /* its stdout */
+    char err[256]; /* file receiving its (and its tracker's) stderr */
 };
 
 /*
@@ -101,10 +101,7 @@ static bool stderr_mentions(const struct probe *p, const char *needle, double se
     return false;
 }
 
-static void make_block(char *name, size_t cap, const char *tag)
-{
-    t_name(name, cap, tag);
-}
+static void make_block(char *name, size_t cap, const char *tag) { t_name(name, cap, tag); }
 
 Test(tracker, sigkill_leaves_nothing_and_says_so)
 {
@@ -142,7 +139,8 @@ Test(tracker, caller_without_stderr)
     struct probe p;
     probe_start_with(&p, true, "create", name, NULL, NULL);
     probe_end(&p, SIGKILL);
-    cr_assert(t_wait_gone(name, GONE_WITHIN), "%s leaked when the caller had no stderr", name);
+    cr_assert(t_wait_gone(name, GONE_WITHIN), "%s leaked when the caller had no stderr",
+              name);
     unlink(p.err);
 }
 

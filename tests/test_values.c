@@ -38,15 +38,18 @@ static void expect_parse_error(const char *literal, int code, const char *needle
     int rc = pshm_value_parse(literal, &v);
     cr_expect_eq(rc, code, "parse %s: got %d (%s)", literal, rc, pshm_last_error());
     cr_expect_eq(v.type, PSHM_NONE, "parse %s: out not reset on error", literal);
-    cr_expect(strstr(pshm_last_error(), needle) != NULL, "parse %s: message \"%s\" lacks \"%s\"",
-              literal, pshm_last_error(), needle);
+    cr_expect(strstr(pshm_last_error(), needle) != NULL,
+              "parse %s: message \"%s\" lacks \"%s\"", literal, pshm_last_error(), needle);
 }
 
 /* ---- equality ---- */
 
 Test(equal, numbers_compare_by_exact_value)
 {
-    struct { pshm_value a, b; bool equal; } cases[] = {
+    struct {
+        pshm_value a, b;
+        bool equal;
+    } cases[] = {
         {pshm_int(1), pshm_float(1.0), true},
         {pshm_bool(true), pshm_int(1), true},
         {pshm_bool(true), pshm_float(1.0), true},
@@ -74,7 +77,8 @@ Test(equal, numbers_compare_by_exact_value)
         {pshm_none(), pshm_bool(false), false},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
-        cr_expect_eq(pshm_value_equal(&cases[i].a, &cases[i].b), cases[i].equal, "case %zu", i);
+        cr_expect_eq(pshm_value_equal(&cases[i].a, &cases[i].b), cases[i].equal, "case %zu",
+                     i);
         cr_expect_eq(pshm_value_equal(&cases[i].b, &cases[i].a), cases[i].equal,
                      "case %zu swapped", i);
     }
@@ -114,16 +118,36 @@ Test(repr, ints_bools_none)
 
 Test(repr, floats_like_python)
 {
-    struct { double f; const char *text; } cases[] = {
-        {0.0, "0.0"}, {-0.0, "-0.0"}, {1.0, "1.0"}, {-273.154, "-273.154"},
-        {0.1, "0.1"}, {1.0 / 3, "0.3333333333333333"}, {2.0 / 3, "0.6666666666666666"},
-        {1e16, "1e+16"}, {1e15, "1000000000000000.0"}, {9999999999999998.0, "9999999999999998.0"},
-        {123456789012345680.0, "1.2345678901234568e+17"}, {0.0001, "0.0001"},
-        {0.00012345, "0.00012345"}, {1e-05, "1e-05"}, {1.5e+300, "1.5e+300"},
-        {5e-324, "5e-324"}, {2.2250738585072014e-308, "2.2250738585072014e-308"},
-        {1.7976931348623157e308, "1.7976931348623157e+308"}, {1e22, "1e+22"},
-        {1e23, "1e+23"}, {0x1p-791, "7.678447687145631e-239"}, {100.0, "100.0"},
-        {1234.5, "1234.5"}, {INFINITY, "inf"}, {-INFINITY, "-inf"}, {NAN, "nan"},
+    struct {
+        double f;
+        const char *text;
+    } cases[] = {
+        {0.0, "0.0"},
+        {-0.0, "-0.0"},
+        {1.0, "1.0"},
+        {-273.154, "-273.154"},
+        {0.1, "0.1"},
+        {1.0 / 3, "0.3333333333333333"},
+        {2.0 / 3, "0.6666666666666666"},
+        {1e16, "1e+16"},
+        {1e15, "1000000000000000.0"},
+        {9999999999999998.0, "9999999999999998.0"},
+        {123456789012345680.0, "1.2345678901234568e+17"},
+        {0.0001, "0.0001"},
+        {0.00012345, "0.00012345"},
+        {1e-05, "1e-05"},
+        {1.5e+300, "1.5e+300"},
+        {5e-324, "5e-324"},
+        {2.2250738585072014e-308, "2.2250738585072014e-308"},
+        {1.7976931348623157e308, "1.7976931348623157e+308"},
+        {1e22, "1e+22"},
+        {1e23, "1e+23"},
+        {0x1p-791, "7.678447687145631e-239"},
+        {100.0, "100.0"},
+        {1234.5, "1234.5"},
+        {INFINITY, "inf"},
+        {-INFINITY, "-inf"},
+        {NAN, "nan"},
         {-NAN, "nan"},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
@@ -132,7 +156,11 @@ Test(repr, floats_like_python)
 
 Test(repr, str_quotes_and_escapes)
 {
-    struct { const char *s; size_t n; const char *text; } cases[] = {
+    struct {
+        const char *s;
+        size_t n;
+        const char *text;
+    } cases[] = {
         {"", 0, "''"},
         {"howdy", 5, "'howdy'"},
         {"it's", 4, "\"it's\""},
@@ -143,7 +171,7 @@ Test(repr, str_quotes_and_escapes)
         {"\x01\x1f\x7f", 3, "'\\x01\\x1f\\x7f'"},
         {"a\0b", 3, "'a\\x00b'"},
         {"caf\xc3\xa9", 5, "'caf\xc3\xa9'"},                  /* é printable */
-        {"\xc2\x85\xc2\xa0\xc2\xad", 6, "'\\x85\\xa0\\xad'"},  /* NEL, NBSP, soft hyphen */
+        {"\xc2\x85\xc2\xa0\xc2\xad", 6, "'\\x85\\xa0\\xad'"}, /* NEL, NBSP, soft hyphen */
         {"\xe2\x80\xa8", 3, "'\\u2028'"},                     /* line separator */
         {"\xe2\x80\x8b", 3, "'\\u200b'"},                     /* zero width space, Cf */
         {"\xef\xbf\xbe", 3, "'\\ufffe'"},                     /* noncharacter, Cn */
@@ -152,7 +180,7 @@ Test(repr, str_quotes_and_escapes)
         {"e\xcc\x81", 3, "'e\xcc\x81'"},                      /* combining accent, Mn */
         {"\xf3\xa0\x80\x81", 4, "'\\U000e0001'"},             /* language tag, Cf */
         {"\xf4\x8f\xbf\xbf", 4, "'\\U0010ffff'"},
-        {"\xe3\x80\x80", 3, "'\\u3000'"},                     /* ideographic space, Zs */
+        {"\xe3\x80\x80", 3, "'\\u3000'"}, /* ideographic space, Zs */
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++)
         expect_repr(pshm_strn(cases[i].s, cases[i].n), cases[i].text);
@@ -180,7 +208,7 @@ Test(repr, long_values_grow_the_buffer)
     for (size_t i = 0; i < N; i++) {
         raw[i] = (char)(i % 3 == 0 ? 0x80 + i % 64 : 'a' + i % 26);
         e += (unsigned char)raw[i] >= 0x80 ? sprintf(e, "\\x%02x", (unsigned char)raw[i])
-                                            : sprintf(e, "%c", raw[i]);
+                                           : sprintf(e, "%c", raw[i]);
     }
     sprintf(e, "'");
     expect_repr(pshm_bytes(raw, N), expected);
@@ -190,7 +218,7 @@ Test(repr, long_values_grow_the_buffer)
 
 Test(repr, invalid_utf8_is_corrupt)
 {
-    const char *bad[] = {"\xff", "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
+    const char *bad[] = {"\xff",  "a\xc3", "\xc0\xaf", "\xed\xa0\x80", "\xf4\x90\x80\x80",
                          "ok\x80"};
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         pshm_value v = pshm_str(bad[i]);
@@ -230,23 +258,46 @@ Test(repr, decimal_point_ignores_the_locale)
 
 Test(parse, numbers)
 {
-    struct { const char *literal; pshm_value v; } cases[] = {
-        {"0", pshm_int(0)}, {"-0", pshm_int(0)}, {"00", pshm_int(0)}, {"0_0", pshm_int(0)},
-        {"42", pshm_int(42)}, {"+42", pshm_int(42)}, {"-42", pshm_int(-42)},
-        {"1_000_000", pshm_int(1000000)}, {"0x_ff", pshm_int(255)}, {"0XfF", pshm_int(255)},
-        {"-0x10", pshm_int(-16)}, {"0o17", pshm_int(15)}, {"0O1_7", pshm_int(15)},
-        {"0b1010", pshm_int(10)}, {"0B_1_0", pshm_int(2)},
+    struct {
+        const char *literal;
+        pshm_value v;
+    } cases[] = {
+        {"0", pshm_int(0)},
+        {"-0", pshm_int(0)},
+        {"00", pshm_int(0)},
+        {"0_0", pshm_int(0)},
+        {"42", pshm_int(42)},
+        {"+42", pshm_int(42)},
+        {"-42", pshm_int(-42)},
+        {"1_000_000", pshm_int(1000000)},
+        {"0x_ff", pshm_int(255)},
+        {"0XfF", pshm_int(255)},
+        {"-0x10", pshm_int(-16)},
+        {"0o17", pshm_int(15)},
+        {"0O1_7", pshm_int(15)},
+        {"0b1010", pshm_int(10)},
+        {"0B_1_0", pshm_int(2)},
         {"9223372036854775807", pshm_int(INT64_MAX)},
         {"-9223372036854775808", pshm_int(INT64_MIN)},
         {"0x7fffffffffffffff", pshm_int(INT64_MAX)},
         {"-0x8000000000000000", pshm_int(INT64_MIN)},
-        {"1.5", pshm_float(1.5)}, {"-1.5", pshm_float(-1.5)}, {".5", pshm_float(0.5)},
-        {"5.", pshm_float(5.0)}, {"1e3", pshm_float(1000.0)}, {"1E+3", pshm_float(1000.0)},
-        {"1.e-3", pshm_float(0.001)}, {"0123.5", pshm_float(123.5)}, {"0e0", pshm_float(0.0)},
-        {"1_0.2_5e0_1", pshm_float(102.5)}, {"1e400", pshm_float(INFINITY)},
-        {"-1e400", pshm_float(-INFINITY)}, {"1e-400", pshm_float(0.0)},
-        {"5e-324", pshm_float(5e-324)}, {"inf", pshm_float(INFINITY)},
-        {"+inf", pshm_float(INFINITY)}, {"-inf", pshm_float(-INFINITY)},
+        {"1.5", pshm_float(1.5)},
+        {"-1.5", pshm_float(-1.5)},
+        {".5", pshm_float(0.5)},
+        {"5.", pshm_float(5.0)},
+        {"1e3", pshm_float(1000.0)},
+        {"1E+3", pshm_float(1000.0)},
+        {"1.e-3", pshm_float(0.001)},
+        {"0123.5", pshm_float(123.5)},
+        {"0e0", pshm_float(0.0)},
+        {"1_0.2_5e0_1", pshm_float(102.5)},
+        {"1e400", pshm_float(INFINITY)},
+        {"-1e400", pshm_float(-INFINITY)},
+        {"1e-400", pshm_float(0.0)},
+        {"5e-324", pshm_float(5e-324)},
+        {"inf", pshm_float(INFINITY)},
+        {"+inf", pshm_float(INFINITY)},
+        {"-inf", pshm_float(-INFINITY)},
         {"1.7976931348623157e+308", pshm_float(1.7976931348623157e308)},
     };
     for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
@@ -294,7 +345,8 @@ Test(parse, strings)
     expect_text("'\\x41\\xe9'", PSHM_STR, "A\xc3\xa9", 3);
     expect_text("'\\u00e9\\u20AC'", PSHM_STR, "\xc3\xa9\xe2\x82\xac", 5);
     expect_text("'\\U0001F600'", PSHM_STR, "\xf0\x9f\x98\x80", 4);
-    expect_text("'caf\xc3\xa9 \xf0\x9f\x98\x80'", PSHM_STR, "caf\xc3\xa9 \xf0\x9f\x98\x80", 10);
+    expect_text("'caf\xc3\xa9 \xf0\x9f\x98\x80'", PSHM_STR, "caf\xc3\xa9 \xf0\x9f\x98\x80",
+                10);
     expect_text("'\\q\\%'", PSHM_STR, "\\q\\%", 4);
     expect_text("'a\\\nb'", PSHM_STR, "ab", 2);
     expect_text("'tab\there'", PSHM_STR, "tab\there", 8);
@@ -316,8 +368,14 @@ Test(parse, bytes)
 
 Test(parse, repr_round_trips)
 {
-    const char *literals[] = {"'\\x00\\x7f\\u2028\\U000e0001'", "b'\\x00\\xff'", "\"'\"",
-                              "'\\'\"'", "-0.0", "5e-324", "1e+16", "-9223372036854775808"};
+    const char *literals[] = {"'\\x00\\x7f\\u2028\\U000e0001'",
+                              "b'\\x00\\xff'",
+                              "\"'\"",
+                              "'\\'\"'",
+                              "-0.0",
+                              "5e-324",
+                              "1e+16",
+                              "-9223372036854775808"};
     for (size_t i = 0; i < ARRAY_LEN(literals); i++) {
         pshm_value v = parse_ok(literals[i]);
         char *text;
@@ -383,7 +441,8 @@ Test(parse, refused_strings)
     expect_parse_error("'a\nb'", PSHM_ESYNTAX, "line break at offset 2");
     expect_parse_error("'a\rb'", PSHM_ESYNTAX, "line break");
     expect_parse_error("'''a'''", PSHM_ESYNTAX, "triple-quoted");
-    expect_parse_error("'a' 'b'", PSHM_ESYNTAX, "unexpected text after the literal at offset 4");
+    expect_parse_error("'a' 'b'", PSHM_ESYNTAX,
+                       "unexpected text after the literal at offset 4");
     expect_parse_error("ub'x'", PSHM_ESYNTAX, "unknown name \"ub\"");
     expect_parse_error("f'x'", PSHM_ESYNTAX, "unknown name \"f\"");
     expect_parse_error("bb'x'", PSHM_ESYNTAX, "unknown name");

@@ -242,10 +242,7 @@ static int failf(const char *fmt, ...)
 }
 
 /* Report the library's last failure; return EXIT_FAIL. */
-static int fail(void)
-{
-    return failf("%s", pshm_last_error());
-}
+static int fail(void) { return failf("%s", pshm_last_error()); }
 
 /*
  * Print "pshm CMD: MESSAGE" and a hint on stderr; return EXIT_USAGE. cmd
@@ -274,10 +271,7 @@ static int show_help(const char *text)
 }
 
 /* The exit status for what a parser or command returned. */
-static int exit_status(int status)
-{
-    return status == HELP_SHOWN ? EXIT_OK : status;
-}
+static int exit_status(int status) { return status == HELP_SHOWN ? EXIT_OK : status; }
 
 /* ------------------------------------------------------------------------ */
 /* Option parsing                                                            */
@@ -286,7 +280,10 @@ static int exit_status(int status)
 /* Short options: only -h. A leading ':' reports a missing argument as ':'. */
 #define SHORT_OPTIONS ":h"
 
-#define HELP_OPTION {"help", no_argument, NULL, 'h'}
+#define HELP_OPTION                                                                          \
+    {                                                                                        \
+        "help", no_argument, NULL, 'h'                                                       \
+    }
 
 /* Restart getopt_long on a new argument vector, silently. */
 static void options_begin(void)
@@ -326,11 +323,16 @@ static int expect_operands(const char *cmd, int argc, size_t min, size_t max)
 /* Multiplier for a size suffix: none, K, M, G, KiB, MiB, GiB; 0 if unknown. */
 static uint64_t suffix_multiplier(const char *suffix)
 {
-    static const struct { const char *short_form, *long_form; uint64_t factor; } units[] = {
-        {"", "", 1}, {"K", "KiB", 1ull << 10}, {"M", "MiB", 1ull << 20},
-        {"G", "GiB", 1ull << 30}};
+    static const struct {
+        const char *short_form, *long_form;
+        uint64_t factor;
+    } units[] = {{"", "", 1},
+                 {"K", "KiB", 1ull << 10},
+                 {"M", "MiB", 1ull << 20},
+                 {"G", "GiB", 1ull << 30}};
     for (size_t i = 0; i < ARRAY_LEN(units); i++)
-        if (strcmp(suffix, units[i].short_form) == 0 || strcmp(suffix, units[i].long_form) == 0)
+        if (strcmp(suffix, units[i].short_form) == 0 ||
+            strcmp(suffix, units[i].long_form) == 0)
             return units[i].factor;
     return 0;
 }
@@ -525,7 +527,8 @@ static void print_json_string(const char *text)
  * C0, DEL or C1 (U+0080-U+009F, which some terminals obey like ESC [). */
 static bool is_control(const unsigned char *s, size_t len)
 {
-    return (len == 1 && (*s < 0x20 || *s == 0x7f)) || (len == 2 && s[0] == 0xc2 && s[1] <= 0x9f);
+    return (len == 1 && (*s < 0x20 || *s == 0x7f)) ||
+           (len == 2 && s[0] == 0xc2 && s[1] <= 0x9f);
 }
 
 /* Append the escape for byte c to out at *n: \a \b \t \n \v \f \r, else \xHH. */
@@ -610,10 +613,13 @@ struct create_args {
 
 static int parse_create(int argc, char **argv, struct create_args *args)
 {
-    static const struct option options[] = {
-        {"name", required_argument, NULL, 'n'}, {"size", required_argument, NULL, 's'},
-        {"track", no_argument, NULL, 't'},      {"hold", no_argument, NULL, 'H'},
-        {"populate", no_argument, NULL, 'p'},   HELP_OPTION, {0}};
+    static const struct option options[] = {{"name", required_argument, NULL, 'n'},
+                                            {"size", required_argument, NULL, 's'},
+                                            {"track", no_argument, NULL, 't'},
+                                            {"hold", no_argument, NULL, 'H'},
+                                            {"populate", no_argument, NULL, 'p'},
+                                            HELP_OPTION,
+                                            {0}};
     int opt, status = EXIT_OK;
     options_begin();
     while (status == EXIT_OK &&
@@ -636,7 +642,8 @@ static int parse_create(int argc, char **argv, struct create_args *args)
     if (!args->have_size)
         return usage_error("create", "--size is required");
     if (args->track && !args->hold)
-        return usage_error("create", "--track needs --hold (an untracked block stays "
+        return usage_error("create",
+                           "--track needs --hold (an untracked block stays "
                            "until 'pshm rm')");
     return expect_operands("create", argc, 0, 0);
 }
@@ -661,9 +668,11 @@ static int cmd_create(int argc, char **argv)
 
 static int cmd_attach(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"hold", no_argument, NULL, 'H'}, {"no-track", no_argument, NULL, 'u'},
-        {"readonly", no_argument, NULL, 'r'}, HELP_OPTION, {0}};
+    static const struct option options[] = {{"hold", no_argument, NULL, 'H'},
+                                            {"no-track", no_argument, NULL, 'u'},
+                                            {"readonly", no_argument, NULL, 'r'},
+                                            HELP_OPTION,
+                                            {0}};
     unsigned flags = 0;
     bool hold = false;
     int opt;
@@ -725,8 +734,8 @@ static int cmd_info(int argc, char **argv)
     const char *user = user_name(info.uid);
     char shown[SHOWN_NAME_MAX];
     shown_name(info.name, shown);
-    printf("name:  %s\nsize:  %" PRIu64 "\nmode:  %04o\nowner: %" PRIu32 " (%s)\n",
-           shown, info.size, (unsigned)info.mode, info.uid, user ? user : "unknown");
+    printf("name:  %s\nsize:  %" PRIu64 "\nmode:  %04o\nowner: %" PRIu32 " (%s)\n", shown,
+           info.size, (unsigned)info.mode, info.uid, user ? user : "unknown");
     return EXIT_OK;
 }
 
@@ -866,9 +875,10 @@ static int copy_to_stdout(const pshm_block *block, size_t offset, size_t len)
 
 static int cmd_read(int argc, char **argv)
 {
-    static const struct option options[] = {
-        {"offset", required_argument, NULL, 'o'}, {"length", required_argument, NULL, 'l'},
-        HELP_OPTION, {0}};
+    static const struct option options[] = {{"offset", required_argument, NULL, 'o'},
+                                            {"length", required_argument, NULL, 'l'},
+                                            HELP_OPTION,
+                                            {0}};
     struct byte_range range = {0};
     int status = parse_range("read", READ_HELP, options, argc, argv, &range);
     if (status != EXIT_OK)
@@ -883,8 +893,10 @@ static int cmd_read(int argc, char **argv)
         status = failf("read \"%s\": offset %zu is past the end of the block (size %zu)",
                        name, offset, size);
     else if (range.have_length && length > size - offset)
-        status = failf("read \"%s\": offset %zu + length %zu runs past the end of the "
-                       "block (size %zu)", name, offset, length, size);
+        status = failf(
+            "read \"%s\": offset %zu + length %zu runs past the end of the "
+            "block (size %zu)",
+            name, offset, length, size);
     else
         status = copy_to_stdout(block, offset, range.have_length ? length : size - offset);
     pshm_block_free(block);
@@ -897,8 +909,8 @@ static int write_stdin_into(pshm_block *block, size_t offset)
     size_t size = pshm_block_size(block);
     const char *name = pshm_block_name(block);
     if (offset > size)
-        return failf("write \"%s\": offset %zu is past the end of the block (size %zu)",
-                     name, offset, size);
+        return failf("write \"%s\": offset %zu is past the end of the block (size %zu)", name,
+                     offset, size);
     size_t room = size - offset, len;
     char *data;
     int rc = read_stdin(room + 1, &data, &len);
@@ -906,8 +918,10 @@ static int write_stdin_into(pshm_block *block, size_t offset)
     if (rc < 0)
         status = failf("write \"%s\": reading stdin: %s", name, strerror(errno));
     else if (len > room)
-        status = failf("write \"%s\": the input runs past the end of the block (offset "
-                       "%zu, size %zu): nothing written", name, offset, size);
+        status = failf(
+            "write \"%s\": the input runs past the end of the block (offset "
+            "%zu, size %zu): nothing written",
+            name, offset, size);
     else if (pshm_block_reserve(block, offset, len) < 0) /* else SIGBUS on a full /dev/shm */
         status = failf("write: %s; nothing written", pshm_last_error());
     else
@@ -933,8 +947,8 @@ static int cmd_write(int argc, char **argv)
 }
 
 /* Parse only --help, then check for `min`..`max` positional arguments. */
-static int parse_plain(const char *cmd, const char *help, int argc, char **argv,
-                       size_t min, size_t max)
+static int parse_plain(const char *cmd, const char *help, int argc, char **argv, size_t min,
+                       size_t max)
 {
     static const struct option options[] = {HELP_OPTION, {0}};
     int opt;
@@ -1087,7 +1101,9 @@ struct manager_opts {
 
 static const struct option manager_options[] = {
     {"address", required_argument, NULL, 'a'},
-    {"authkey-file", required_argument, NULL, 'k'}, HELP_OPTION, {0}};
+    {"authkey-file", required_argument, NULL, 'k'},
+    HELP_OPTION,
+    {0}};
 
 /*
  * Parse --address/--authkey-file into opts. In `stop_at_operand` mode (the
@@ -1122,8 +1138,8 @@ static int load_authkey(struct manager_opts *opts)
     if (broken)
         return failf("authkey file \"%s\": read error", opts->authkey_file);
     if (opts->keylen == 0 || longer)
-        return failf("authkey file \"%s\": a key must hold 1 to %d bytes",
-                     opts->authkey_file, PSHM_AUTHKEY_MAX);
+        return failf("authkey file \"%s\": a key must hold 1 to %d bytes", opts->authkey_file,
+                     PSHM_AUTHKEY_MAX);
     return EXIT_OK;
 }
 
@@ -1181,7 +1197,8 @@ static int cmd_manager_serve(struct manager_opts *opts, int argc, char **argv)
 static int connect_manager(const char *cmd, struct manager_opts *opts, pshm_manager **out)
 {
     if (opts->address == NULL)
-        return usage_error(cmd, "no server address: give --address or set "
+        return usage_error(cmd,
+                           "no server address: give --address or set "
                            "PSHM_MANAGER_ADDRESS");
     if (opts->authkey_file == NULL)
         return usage_error(cmd, "no key: give --authkey-file or set PSHM_AUTHKEY_FILE");
@@ -1195,10 +1212,10 @@ static int connect_manager(const char *cmd, struct manager_opts *opts, pshm_mana
 
 /* What a client subcommand asks of a connected server. */
 struct manager_request {
-    size_t size;         /* block */
-    pshm_value *values;  /* list */
+    size_t size;        /* block */
+    pshm_value *values; /* list */
     size_t n_values;
-    const char *name;    /* release */
+    const char *name; /* release */
 };
 
 typedef int (*manager_action)(pshm_manager *m, const struct manager_request *req);
@@ -1358,11 +1375,13 @@ static int run_command(const char *group, const char *help, const struct command
 
 static int cmd_list(int argc, char **argv)
 {
-    static const struct command subcommands[] = {
-        {"new", cmd_list_new}, {"show", cmd_list_show}, {"get", cmd_list_get},
-        {"set", cmd_list_set}, {"format", cmd_list_format}};
-    return run_command("list", LIST_HELP, subcommands, ARRAY_LEN(subcommands),
-                       argc - 1, argv + 1);
+    static const struct command subcommands[] = {{"new", cmd_list_new},
+                                                 {"show", cmd_list_show},
+                                                 {"get", cmd_list_get},
+                                                 {"set", cmd_list_set},
+                                                 {"format", cmd_list_format}};
+    return run_command("list", LIST_HELP, subcommands, ARRAY_LEN(subcommands), argc - 1,
+                       argv + 1);
 }
 
 static int cmd_manager(int argc, char **argv)
@@ -1371,8 +1390,8 @@ static int cmd_manager(int argc, char **argv)
         {"serve", cmd_manager_serve},     {"block", cmd_manager_block},
         {"list", cmd_manager_list},       {"ls", cmd_manager_ls},
         {"release", cmd_manager_release}, {"shutdown", cmd_manager_shutdown}};
-    struct manager_opts opts = {getenv("PSHM_MANAGER_ADDRESS"), getenv("PSHM_AUTHKEY_FILE"),
-                                {0}, 0};
+    struct manager_opts opts = {
+        getenv("PSHM_MANAGER_ADDRESS"), getenv("PSHM_AUTHKEY_FILE"), {0}, 0};
     int status = parse_manager_options("manager", MANAGER_HELP, argc, argv, true, &opts);
     if (status != EXIT_OK)
         return status;
@@ -1391,10 +1410,9 @@ int main(int argc, char **argv)
         {"ls", cmd_ls},         {"read", cmd_read},     {"write", cmd_write},
         {"rm", cmd_rm},         {"list", cmd_list},     {"manager", cmd_manager}};
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
-        printf("pshm %d.%d.%d\n", PSHM_VERSION_MAJOR, PSHM_VERSION_MINOR,
-               PSHM_VERSION_PATCH);
+        printf("pshm %d.%d.%d\n", PSHM_VERSION_MAJOR, PSHM_VERSION_MINOR, PSHM_VERSION_PATCH);
         return EXIT_OK;
     }
-    return exit_status(run_command(NULL, MAIN_HELP, commands, ARRAY_LEN(commands),
-                                   argc - 1, argv + 1));
+    return exit_status(
+        run_command(NULL, MAIN_HELP, commands, ARRAY_LEN(commands), argc - 1, argv + 1));
 }

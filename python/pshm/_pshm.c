@@ -42,8 +42,8 @@ static PyObject *raise_os(int errnum, const char *name)
         return NULL;
     if (name == NULL)
         Py_INCREF(filename);
-    PyObject *exc = PyObject_CallFunction(PyExc_OSError, "isO", errnum, strerror(errnum),
-                                          filename);
+    PyObject *exc =
+        PyObject_CallFunction(PyExc_OSError, "isO", errnum, strerror(errnum), filename);
     Py_DECREF(filename);
     if (exc != NULL) {
         PyErr_SetObject((PyObject *)Py_TYPE(exc), exc);
@@ -95,8 +95,7 @@ static const char *utf8_name(PyObject *name)
 /* ---- Block --------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
-    pshm_block *block;
+    PyObject_HEAD pshm_block *block;
     PyObject *owner;    /* the List whose block this is, or NULL: ours */
     Py_ssize_t exports; /* buffers handed out and not released */
     int readonly;       /* mapped read-only: buffers are read-only too */
@@ -138,12 +137,9 @@ static PyObject *Block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                      (populate ? PSHM_POPULATE : 0);
     pshm_block *b = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = create ? pshm_block_create(&b, name, (size_t)size, flags)
-                : pshm_block_attach(&b, name, flags);
-    Py_END_ALLOW_THREADS
-    if (rc < 0)
-        return raise_pshm(rc, name[0] == '/' ? name + 1 : name);
+    Py_BEGIN_ALLOW_THREADS rc = create ? pshm_block_create(&b, name, (size_t)size, flags)
+                                       : pshm_block_attach(&b, name, flags);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_pshm(rc, name[0] == '/' ? name + 1 : name);
     return block_wrap(b, NULL, readonly);
 }
 
@@ -163,7 +159,8 @@ static int Block_getbuffer(BlockObject *self, Py_buffer *view, int flags)
         return -1;
     }
     if (PyBuffer_FillInfo(view, (PyObject *)self, pshm_block_buf(self->block),
-                          (Py_ssize_t)pshm_block_size(self->block), self->readonly, flags) < 0)
+                          (Py_ssize_t)pshm_block_size(self->block), self->readonly,
+                          flags) < 0)
         return -1;
     self->exports++;
     return 0;
@@ -183,14 +180,16 @@ static PyObject *Block_close(BlockObject *self, PyObject *unused)
         return NULL;
     }
     int rc = pshm_block_close(self->block);
-    return rc < 0 ? raise_pshm(rc, pshm_block_name(self->block)) : (Py_INCREF(Py_None), Py_None);
+    return rc < 0 ? raise_pshm(rc, pshm_block_name(self->block))
+                  : (Py_INCREF(Py_None), Py_None);
 }
 
 static PyObject *Block_unlink(BlockObject *self, PyObject *unused)
 {
     (void)unused;
     int rc = pshm_block_unlink(self->block);
-    return rc < 0 ? raise_pshm(rc, pshm_block_name(self->block)) : (Py_INCREF(Py_None), Py_None);
+    return rc < 0 ? raise_pshm(rc, pshm_block_name(self->block))
+                  : (Py_INCREF(Py_None), Py_None);
 }
 
 static PyObject *Block_get_name(BlockObject *self, void *closure)
@@ -244,8 +243,9 @@ static int value_from(PyObject *obj, pshm_value *v)
         int overflow;
         long long i = PyLong_AsLongLongAndOverflow(obj, &overflow);
         if (overflow) {
-            PyErr_SetString(struct_error, "'q' format requires -9223372036854775808 <= "
-                                          "number <= 9223372036854775807");
+            PyErr_SetString(struct_error,
+                            "'q' format requires -9223372036854775808 <= "
+                            "number <= 9223372036854775807");
             return -1;
         }
         *v = pshm_int(i);
@@ -305,8 +305,7 @@ static pshm_value *values_from(PyObject *seq, Py_ssize_t *n, PyObject **keep)
 /* ---- List ------------------------------------------------------------------ */
 
 typedef struct {
-    PyObject_HEAD
-    PyObject *dict; /* instance attributes of subclasses (ShareableList.shm) */
+    PyObject_HEAD PyObject *dict; /* instance attributes of subclasses (ShareableList.shm) */
     pshm_list *list;
     int readonly;
 } ListObject;
@@ -367,11 +366,8 @@ static PyObject *List_attach(ListObject *self, PyObject *args)
     unsigned flags = (track ? 0 : PSHM_UNTRACKED) | (readonly ? PSHM_READONLY : 0);
     pshm_list *l = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = pshm_list_attach(&l, name, flags);
-    Py_END_ALLOW_THREADS
-    if (rc < 0)
-        return raise_pshm(rc, name[0] == '/' ? name + 1 : name);
+    Py_BEGIN_ALLOW_THREADS rc = pshm_list_attach(&l, name, flags);
+    Py_END_ALLOW_THREADS if (rc < 0) return raise_pshm(rc, name[0] == '/' ? name + 1 : name);
     self->readonly = readonly;
     return list_adopt(self, l) < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
 }
@@ -407,10 +403,7 @@ static PyObject *list_get(ListObject *self, int64_t index)
     return value_to(&v);
 }
 
-static PyObject *List_item(ListObject *self, Py_ssize_t i)
-{
-    return list_get(self, i);
-}
+static PyObject *List_item(ListObject *self, Py_ssize_t i) { return list_get(self, i); }
 
 static PyObject *List_subscript(ListObject *self, PyObject *key)
 {
@@ -521,9 +514,8 @@ static PyMappingMethods List_as_mapping = {
 /* ---- Manager -------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD
-    pshm_manager *mgr;      /* NULL after shutdown or disconnect */
-    PyThread_type_lock lock; /* held around every use of mgr */
+    PyObject_HEAD pshm_manager *mgr; /* NULL after shutdown or disconnect */
+    PyThread_type_lock lock;         /* held around every use of mgr */
 } ManagerObject;
 
 static PyTypeObject Manager_Type;
@@ -538,13 +530,12 @@ static PyTypeObject List_Type;
  * serialises a handle's requests anyway), so a shutdown or disconnect in
  * one thread never frees the handle under another thread's request.
  */
-#define MANAGER_CALL(self, rc, call)                                  \
-    do {                                                              \
-        Py_BEGIN_ALLOW_THREADS                                        \
-        PyThread_acquire_lock((self)->lock, WAIT_LOCK);               \
-        (rc) = (self)->mgr != NULL ? (call) : MANAGER_GONE;           \
-        PyThread_release_lock((self)->lock);                          \
-        Py_END_ALLOW_THREADS                                          \
+#define MANAGER_CALL(self, rc, call)                                                         \
+    do {                                                                                     \
+        Py_BEGIN_ALLOW_THREADS PyThread_acquire_lock((self)->lock, WAIT_LOCK);               \
+        (rc) = (self)->mgr != NULL ? (call) : MANAGER_GONE;                                  \
+        PyThread_release_lock((self)->lock);                                                 \
+        Py_END_ALLOW_THREADS                                                                 \
     } while (0)
 
 /* End the handle, under its lock: shutdown (which frees it, also on error)
@@ -586,11 +577,10 @@ static PyObject *Manager_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     int rc;
-    Py_BEGIN_ALLOW_THREADS
-    rc = start ? pshm_manager_start(&self->mgr, address, key.buf, (size_t)key.len)
-               : pshm_manager_connect(&self->mgr, address, key.buf, (size_t)key.len);
-    Py_END_ALLOW_THREADS
-    PyBuffer_Release(&key);
+    Py_BEGIN_ALLOW_THREADS rc =
+        start ? pshm_manager_start(&self->mgr, address, key.buf, (size_t)key.len)
+              : pshm_manager_connect(&self->mgr, address, key.buf, (size_t)key.len);
+    Py_END_ALLOW_THREADS PyBuffer_Release(&key);
     if (rc < 0) {
         Py_DECREF(self);
         return raise_pshm(rc, NULL);
@@ -612,7 +602,8 @@ static PyObject *Manager_block(ManagerObject *self, PyObject *arg)
     if (size == -1 && PyErr_Occurred())
         return NULL;
     if (size <= 0) {
-        PyErr_SetString(PyExc_ValueError, "'size' must be a positive number different from zero");
+        PyErr_SetString(PyExc_ValueError,
+                        "'size' must be a positive number different from zero");
         return NULL;
     }
     pshm_block *b = NULL;
@@ -759,16 +750,20 @@ static PyObject *module_unlink(PyObject *module, PyObject *arg)
 }
 
 static PyMethodDef module_methods[] = {
-    {"unlink", module_unlink, METH_O, "Remove a block by name."},
-    {NULL, NULL, 0, NULL}};
+    {"unlink", module_unlink, METH_O, "Remove a block by name."}, {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module_def = {
-    PyModuleDef_HEAD_INIT, "_pshm", "libpshm for Python: see the pshm package.", -1,
-    module_methods, NULL, NULL, NULL, NULL};
+static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
+                                        "_pshm",
+                                        "libpshm for Python: see the pshm package.",
+                                        -1,
+                                        module_methods,
+                                        NULL,
+                                        NULL,
+                                        NULL,
+                                        NULL};
 
 static PyTypeObject Block_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "pshm._pshm.Block",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pshm._pshm.Block",
     .tp_basicsize = sizeof(BlockObject),
     .tp_dealloc = (destructor)Block_dealloc,
     .tp_as_buffer = &Block_as_buffer,
@@ -780,8 +775,7 @@ static PyTypeObject Block_Type = {
 };
 
 static PyTypeObject List_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "pshm._pshm.List",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pshm._pshm.List",
     .tp_basicsize = sizeof(ListObject),
     .tp_dealloc = (destructor)List_dealloc,
     .tp_as_sequence = &List_as_sequence,
@@ -797,8 +791,7 @@ static PyTypeObject List_Type = {
 };
 
 static PyTypeObject Manager_Type = {
-    PyVarObject_HEAD_INIT(NULL, 0)
-    .tp_name = "pshm._pshm.Manager",
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pshm._pshm.Manager",
     .tp_basicsize = sizeof(ManagerObject),
     .tp_dealloc = (destructor)Manager_dealloc,
     .tp_flags = Py_TPFLAGS_DEFAULT,

@@ -61,8 +61,8 @@ static void fill_leaving(size_t leave)
 {
     int fd = open(FILLER, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     size_t room = shm_free();
-    if (fd < 0 || (room > leave && fallocate(fd, 0, 0, (off_t)(room - leave)) < 0 &&
-                   leave > 0)) {
+    if (fd < 0 ||
+        (room > leave && fallocate(fd, 0, 0, (off_t)(room - leave)) < 0 && leave > 0)) {
         perror("full_shm: filling /dev/shm");
         exit(2);
     }
@@ -74,10 +74,7 @@ static void fill_leaving(size_t leave)
     close(fd);
 }
 
-static void unfill(void)
-{
-    unlink(FILLER);
-}
+static void unfill(void) { unlink(FILLER); }
 
 /* Every name in /dev/shm, sorted into one string, to tell whether
  * something was made or removed behind our back. */
@@ -162,7 +159,8 @@ static void manager_case(void)
     pshm_manager *m;
     pshm_block *a;
     int rc;
-    if (pshm_manager_start(&m, NULL, NULL, 0) < 0 || pshm_manager_block(m, 64 * KIB, &a) < 0) {
+    if (pshm_manager_start(&m, NULL, NULL, 0) < 0 ||
+        pshm_manager_block(m, 64 * KIB, &a) < 0) {
         check(false, "start a manager and get a 64 KiB block");
         return;
     }
@@ -227,11 +225,14 @@ static void reserve_case(void)
           "the second's: PSHM_ELIMIT naming it, no space left");
     check(shm_free() == free_before, "  ... and the free space is as it was");
     check(pshm_block_reserve(two, 0, 0) == 0, "length 0 does nothing");
-    check(pshm_block_reserve(two, 3 * MIB - 1, 2) == PSHM_EINVAL, "past the end: PSHM_EINVAL");
-    check(pshm_block_reserve(two, SIZE_MAX, 2) == PSHM_EINVAL, "offset overflow: PSHM_EINVAL");
+    check(pshm_block_reserve(two, 3 * MIB - 1, 2) == PSHM_EINVAL,
+          "past the end: PSHM_EINVAL");
+    check(pshm_block_reserve(two, SIZE_MAX, 2) == PSHM_EINVAL,
+          "offset overflow: PSHM_EINVAL");
     if (pshm_block_attach(&ro, "full_res2", PSHM_UNTRACKED | PSHM_READONLY) == 0) {
         check(pshm_block_reserve(ro, 0, 4096) == PSHM_EINVAL &&
-              strstr(pshm_last_error(), "read-only") != NULL, "a read-only handle: PSHM_EINVAL");
+                  strstr(pshm_last_error(), "read-only") != NULL,
+              "a read-only handle: PSHM_EINVAL");
         pshm_block_free(ro);
     }
 
@@ -249,7 +250,7 @@ static void reserve_case(void)
 
     pshm_block_close(two);
     check(pshm_block_reserve(two, 0, 1) == PSHM_ECLOSED &&
-          pshm_block_read(two, 0, &(char){0}, 1) == PSHM_ECLOSED,
+              pshm_block_read(two, 0, &(char){0}, 1) == PSHM_ECLOSED,
           "a closed handle: PSHM_ECLOSED");
     pshm_block_unlink(one);
     pshm_block_unlink(two);
@@ -275,7 +276,8 @@ static void size_case(void)
     pshm_block *b;
     int rc = pshm_block_create(&b, NULL, 0, 0);
     check(rc == PSHM_EBADSIZE &&
-          strcmp(pshm_last_error(), "create (random name): size must be greater than 0") == 0,
+              strcmp(pshm_last_error(),
+                     "create (random name): size must be greater than 0") == 0,
           "size 0, random name: the message names no block");
     if (pshm_block_create(&b, "full_size", 4096, PSHM_UNTRACKED) == 0) {
         pshm_block *again;
@@ -401,7 +403,8 @@ int main(int argc, char **argv)
     struct statvfs vfs;
     if (statvfs("/dev/shm", &vfs) < 0 || vfs.f_blocks == 0 ||
         (size_t)vfs.f_blocks * vfs.f_frsize > SMALL_TMPFS) {
-        fprintf(stderr, "full_shm: /dev/shm is not a small tmpfs of its own; not filling it\n");
+        fprintf(stderr,
+                "full_shm: /dev/shm is not a small tmpfs of its own; not filling it\n");
         return 2;
     }
     setvbuf(stdout, NULL, _IOLBF, 0);

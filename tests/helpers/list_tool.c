@@ -33,10 +33,13 @@
 
 static const char *code_name(int code)
 {
-    static const struct { int code; const char *name; } names[] = {
-        {PSHM_ENOENT, "ENOENT"},     {PSHM_EINVAL, "EINVAL"},     {PSHM_EACCES, "EACCES"},
-        {PSHM_EEXIST, "EEXIST"},     {PSHM_ERANGE, "ERANGE"},     {PSHM_ETOOBIG, "ETOOBIG"},
-        {PSHM_ECORRUPT, "ECORRUPT"}, {PSHM_ETYPE, "ETYPE"},       {PSHM_ESYNTAX, "ESYNTAX"},
+    static const struct {
+        int code;
+        const char *name;
+    } names[] = {
+        {PSHM_ENOENT, "ENOENT"},       {PSHM_EINVAL, "EINVAL"},     {PSHM_EACCES, "EACCES"},
+        {PSHM_EEXIST, "EEXIST"},       {PSHM_ERANGE, "ERANGE"},     {PSHM_ETOOBIG, "ETOOBIG"},
+        {PSHM_ECORRUPT, "ECORRUPT"},   {PSHM_ETYPE, "ETYPE"},       {PSHM_ESYNTAX, "ESYNTAX"},
         {PSHM_ENOTFOUND, "ENOTFOUND"}, {PSHM_EBADSIZE, "EBADSIZE"},
     };
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
@@ -56,8 +59,9 @@ static void check(int rc)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: list_tool create|range|repr|format|len|sum|get|raw|set|add|"
-                    "count|index|unlink|ops NAME [ARGS...]\n");
+    fprintf(stderr,
+            "usage: list_tool create|range|repr|format|len|sum|get|raw|set|add|"
+            "count|index|unlink|ops NAME [ARGS...]\n");
     exit(2);
 }
 

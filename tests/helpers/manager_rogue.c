@@ -87,7 +87,8 @@ static int connect_to(const char *address)
 
 static bool send_wire(int fd)
 {
-    bool ok = !wire.failed && send(fd, wire.data, wire.len, MSG_NOSIGNAL) == (ssize_t)wire.len;
+    bool ok =
+        !wire.failed && send(fd, wire.data, wire.len, MSG_NOSIGNAL) == (ssize_t)wire.len;
     wire.len = 0;
     return ok;
 }
@@ -175,8 +176,8 @@ static int expect_error_and_close(int fd, const char *mode)
     uint8_t buf[4096];
     ssize_t n = read_frame(fd, buf, sizeof buf);
     proto_response r;
-    if (n < 0 || proto_get_response(buf, (size_t)n, &r, "rogue") < 0 || r.kind != RESP_ERROR ||
-        r.code != PSHM_EPROTO)
+    if (n < 0 || proto_get_response(buf, (size_t)n, &r, "rogue") < 0 ||
+        r.kind != RESP_ERROR || r.code != PSHM_EPROTO)
         return fail("no protocol error reply");
     if (!closed_by_peer(fd))
         return fail("the server kept the connection open");

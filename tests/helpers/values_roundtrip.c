@@ -19,10 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool is_nan(const pshm_value *v)
-{
-    return v->type == PSHM_FLOAT && isnan(v->u.f);
-}
+static bool is_nan(const pshm_value *v) { return v->type == PSHM_FLOAT && isnan(v->u.f); }
 
 /* Print repr(parse(line)); false if repr(value) does not read back equal. */
 static bool repr_line(const char *line)

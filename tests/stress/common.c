@@ -22,10 +22,7 @@ double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-bool past_deadline(double deadline)
-{
-    return now_s() >= deadline;
-}
+bool past_deadline(double deadline) { return now_s() >= deadline; }
 
 /* splitmix64: tiny, good enough to pick sizes and delays. */
 uint64_t rng_next(uint64_t *state)
@@ -280,8 +277,8 @@ static int maps_of_run(void)
     static char text[1 << 20];
     size_t len = 0;
     ssize_t r;
-    while (len < sizeof text - 1 && (r = pread(fd, text + len, sizeof text - 1 - len,
-                                               (off_t)len)) > 0)
+    while (len < sizeof text - 1 &&
+           (r = pread(fd, text + len, sizeof text - 1 - len, (off_t)len)) > 0)
         len += (size_t)r;
     text[len] = '\0';
     int n = 0;
@@ -290,10 +287,7 @@ static int maps_of_run(void)
     return n;
 }
 
-int own_handles_open(void)
-{
-    return fds_of_run() + maps_of_run();
-}
+int own_handles_open(void) { return fds_of_run() + maps_of_run(); }
 
 void hex_encode(const void *p, size_t n, char *out)
 {

@@ -90,7 +90,8 @@ struct victim {
 /* One byte to the lane: 'R' ready, 'c' made a block, 'F' a failure. */
 static void tell(char c)
 {
-    if (write(STDOUT_FILENO, &c, 1) < 0) { /* the lane is gone: nothing to tell */ }
+    if (write(STDOUT_FILENO, &c, 1) < 0) { /* the lane is gone: nothing to tell */
+    }
 }
 
 static void victim_fail(const char *what)
@@ -186,24 +187,12 @@ static void victim_manager(struct victim *v)
 static void victim_step(struct victim *v)
 {
     switch (rng_next(&v->rng) % 5) {
-    case 0:
-        victim_create(v);
-        break;
-    case 1:
-        dbuf_write(pshm_block_buf(v->shared), rng_next(&v->rng));
-        break;
-    case 2:
-        victim_shared_list(v);
-        break;
-    case 3:
-        victim_list(v);
-        break;
-    case 4:
-        victim_manager(v);
-        break;
-    default:
-        victim_create(v);
-        break;
+    case 0: victim_create(v); break;
+    case 1: dbuf_write(pshm_block_buf(v->shared), rng_next(&v->rng)); break;
+    case 2: victim_shared_list(v); break;
+    case 3: victim_list(v); break;
+    case 4: victim_manager(v); break;
+    default: victim_create(v); break;
     }
 }
 
@@ -232,7 +221,8 @@ int victim_main(int argc, char **argv)
         return 2;
     }
     snprintf(C.prefix, sizeof C.prefix, "%s", argv[0]);
-    struct victim v = {.lane = atoi(argv[1]), .idx = atoi(argv[2]),
+    struct victim v = {.lane = atoi(argv[1]),
+                       .idx = atoi(argv[2]),
                        .rng = strtoull(argv[3], NULL, 0),
                        .deadline = now_s() + VICTIM_SECONDS};
     tell('R');
@@ -355,7 +345,8 @@ static void kill_one(struct lane *L, int idx)
     close(fd);
     atomic_fetch_add(&S->victim_blocks, (uint64_t)made);
     if (failures > 0)
-        fail("lane %d: victim %d reported %d failures (see victims.log)", L->id, idx, failures);
+        fail("lane %d: victim %d reported %d failures (see victims.log)", L->id, idx,
+             failures);
 }
 
 /* ---- the lane's checks after a kill ------------------------------------ */
@@ -487,7 +478,7 @@ static void check_victim_leftovers(struct lane *L, int idx)
 {
     char sub[64];
     snprintf(sub, sizeof sub, "k%d_%d_", L->id, idx);
-    char (*names)[PSHM_NAME_MAX + 1] = malloc(KEEP * 4 * sizeof *names);
+    char(*names)[PSHM_NAME_MAX + 1] = malloc(KEEP * 4 * sizeof *names);
     int n = names != NULL ? list_prefixed(sub, names, KEEP * 4) : 0;
     for (int i = 0; i < n; i++)
         check_named(names[i]);
@@ -520,7 +511,8 @@ static int lane_main(int id, int kills, double deadline)
 {
     char log[160];
     snprintf(log, sizeof log, "%s/victims.log", C.logdir);
-    struct lane L = {.id = id, .rng = C.seed ^ ((uint64_t)id << 40) ^ 0x4b111,
+    struct lane L = {.id = id,
+                     .rng = C.seed ^ ((uint64_t)id << 40) ^ 0x4b111,
                      .logfd = open(log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)};
     if (lane_setup(&L) < 0)
         return 1;
@@ -550,8 +542,8 @@ int run_kills(void)
     }
     for (int i = 0; i < lanes; i++) {
         int st;
-        if (pids[i] > 0 && (waitpid(pids[i], &st, 0) != pids[i] || !WIFEXITED(st) ||
-                            WEXITSTATUS(st) != 0))
+        if (pids[i] > 0 &&
+            (waitpid(pids[i], &st, 0) != pids[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0))
             fail("kill lane %d failed (status 0x%x)", i, st);
     }
     return 0;

@@ -147,7 +147,7 @@ static void space_checks(void)
         snprintf(what, sizeof what, "create of %zu MiB with %llu MiB free%s", sizes[k] >> 20,
                  (unsigned long long)(free_bytes >> 20), flags[k] ? " (populate)" : "");
         int fds, handles;
-    snapshot(&fds, &handles);
+        snapshot(&fds, &handles);
         pshm_block *b;
         int rc = pshm_block_create(&b, name, sizes[k], flags[k]);
         check_clean_failure(what, rc, name, true, fds, handles);
@@ -200,8 +200,8 @@ static void full_shm_checks(void)
         if (waited && WIFEXITED(st) && WEXITSTATUS(st) == 3)
             return; /* skipped, and said why */
         check(waited && WIFEXITED(st) && WEXITSTATUS(st) == 0,
-              "full /dev/shm, full_shm %s%s%s: every check passed (status 0x%x)",
-              modes[k][0], k ? " " : "", k ? seconds : "", st);
+              "full /dev/shm, full_shm %s%s%s: every check passed (status 0x%x)", modes[k][0],
+              k ? " " : "", k ? seconds : "", st);
     }
 }
 

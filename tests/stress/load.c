@@ -32,11 +32,11 @@ enum kind { K_BLOCK, K_LIST, K_MBLOCK, K_MLIST };
 enum state { ST_EMPTY, ST_LIVE, ST_RETIRING, ST_DEAD };
 
 struct slot {
-    _Atomic uint32_t gen;      /* odd while the owner rewrites name/kind */
+    _Atomic uint32_t gen; /* odd while the owner rewrites name/kind */
     _Atomic uint32_t state;
     _Atomic uint32_t inflight; /* readers pinned to this item */
     uint32_t kind;
-    _Atomic uint64_t adds;     /* touches readers completed */
+    _Atomic uint64_t adds; /* touches readers completed */
     char name[96];
 };
 
@@ -68,15 +68,9 @@ static const char *mgr_address;
 static const void *mgr_key;
 static size_t mgr_keylen;
 
-static struct slot *slot_of(int proc, int i)
-{
-    return &dir[proc * RING + i];
-}
+static struct slot *slot_of(int proc, int i) { return &dir[proc * RING + i]; }
 
-static bool is_list(int kind)
-{
-    return kind == K_LIST || kind == K_MLIST;
-}
+static bool is_list(int kind) { return kind == K_LIST || kind == K_MLIST; }
 
 /* ---- the directory ----------------------------------------------------- */
 
@@ -421,8 +415,8 @@ static void worker_disconnect(struct worker *w)
 
 static int worker_main(int id, double deadline)
 {
-    struct worker w = {.id = id, .rng = C.seed ^ ((uint64_t)id << 32) ^ 0x10ad,
-                       .deadline = deadline};
+    struct worker w = {
+        .id = id, .rng = C.seed ^ ((uint64_t)id << 32) ^ 0x10ad, .deadline = deadline};
     worker_connect(&w);
     for (int op = 0; op < C.ops && !past_deadline(deadline); op++)
         worker_step(&w);

@@ -52,7 +52,8 @@ static void configure(bool small)
     C.tracker_rounds = env_int("PSHM_STRESS_TRACKER_ROUNDS", small ? 50 : 200);
     C.seconds = env_int("PSHM_STRESS_SECONDS", small ? 45 : 240);
     const char *seed = getenv("PSHM_STRESS_SEED");
-    C.seed = seed != NULL ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
+    C.seed =
+        seed != NULL ? strtoull(seed, NULL, 0) : (uint64_t)time(NULL) ^ (uint64_t)getpid();
     const char *prefix = getenv("PSHM_STRESS_PREFIX");
     if (prefix != NULL && *prefix != '\0')
         snprintf(C.prefix, sizeof C.prefix, "%s", prefix);
@@ -114,14 +115,17 @@ static uint64_t final_leak_scan(double *waited)
     char first[PSHM_NAME_MAX + 1] = "";
     double t0 = now_s();
     int left;
-    while ((left = count_prefixed("", first, sizeof first) + count_logged_alive(NULL, 0)) > 0 &&
+    while ((left = count_prefixed("", first, sizeof first) + count_logged_alive(NULL, 0)) >
+               0 &&
            now_s() - t0 < TRACKER_GRACE_S)
         usleep(20000);
     *waited = now_s() - t0;
     if (left > 0) {
         count_logged_alive(first[0] ? NULL : first, sizeof first);
-        fprintf(stderr, "stress: LEAK: %d blocks of the run left after %.0f s, e.g. %s "
-                "(removed now unless PSHM_STRESS_KEEP_LEAKS is set)\n", left, TRACKER_GRACE_S, first);
+        fprintf(stderr,
+                "stress: LEAK: %d blocks of the run left after %.0f s, e.g. %s "
+                "(removed now unless PSHM_STRESS_KEEP_LEAKS is set)\n",
+                left, TRACKER_GRACE_S, first);
         if (getenv("PSHM_STRESS_KEEP_LEAKS") == NULL) {
             remove_prefixed();
             remove_logged();
@@ -130,10 +134,7 @@ static uint64_t final_leak_scan(double *waited)
     return (uint64_t)(left > 0 ? left : 0);
 }
 
-static uint64_t get(_Atomic uint64_t *v)
-{
-    return atomic_load(v);
-}
+static uint64_t get(_Atomic uint64_t *v) { return atomic_load(v); }
 
 static void report(uint64_t leaks, double waited, double elapsed)
 {
@@ -150,10 +151,12 @@ static void report(uint64_t leaks, double waited, double elapsed)
     printf("  %-44s %12llu\n", "  closes", (unsigned long long)get(&S->closes));
     printf("  %-44s %12llu\n", "  unlinks", (unsigned long long)get(&S->unlinks));
     printf("  %-44s %12llu\n", "  list operations", (unsigned long long)get(&S->list_ops));
-    printf("  %-44s %12llu\n", "  manager requests", (unsigned long long)get(&S->manager_ops));
+    printf("  %-44s %12llu\n", "  manager requests",
+           (unsigned long long)get(&S->manager_ops));
     printf("  %-44s %12llu\n", "attaches of removed names refused",
            (unsigned long long)get(&S->dead_probes));
-    printf("  %-44s %12llu\n", "processes killed (SIGKILL)", (unsigned long long)get(&S->killed));
+    printf("  %-44s %12llu\n", "processes killed (SIGKILL)",
+           (unsigned long long)get(&S->killed));
     printf("  %-44s %12llu\n", "  victims that finished before their kill",
            (unsigned long long)get(&S->finished_early));
     printf("  %-44s %12llu\n", "  blocks made by victims (trackers' work)",
@@ -202,9 +205,10 @@ int main(int argc, char **argv)
     bool small = argc > 1 && strcmp(argv[1], "--small") == 0;
     configure(small);
     make_logdir();
-    printf("pshm stress (%s): %d processes x %d ops, %d kills in %d lanes, limit %.0f s, "
-           "prefix %s\n", small ? "small" : "default", C.procs, C.ops, C.kills, C.lanes,
-           C.seconds, C.prefix);
+    printf(
+        "pshm stress (%s): %d processes x %d ops, %d kills in %d lanes, limit %.0f s, "
+        "prefix %s\n",
+        small ? "small" : "default", C.procs, C.ops, C.kills, C.lanes, C.seconds, C.prefix);
     run_phase("load: processes creating, attaching, verifying at once", run_load);
     run_phase("kills: SIGKILL at random moments", run_kills);
     run_phase("limits: descriptors, /dev/shm space, address space", run_limits);
@@ -217,7 +221,8 @@ int main(int argc, char **argv)
     if (ok) {
         char cmd[160];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", C.logdir);
-        if (system(cmd) != 0) { /* a leftover log directory harms nothing */ }
+        if (system(cmd) != 0) { /* a leftover log directory harms nothing */
+        }
     } else {
         printf("victims' stderr (their trackers' messages): %s/victims.log\n", C.logdir);
     }

@@ -28,17 +28,17 @@
 #include <sys/types.h>
 
 struct config {
-    int procs;        /* concurrent load processes */
-    int ops;          /* operations per load process */
-    int kills;        /* SIGKILLs in the kill phase */
-    int lanes;        /* kill lanes running side by side */
-    int max_delay_us; /* upper bound of the random delay before a SIGKILL */
+    int procs;          /* concurrent load processes */
+    int ops;            /* operations per load process */
+    int kills;          /* SIGKILLs in the kill phase */
+    int lanes;          /* kill lanes running side by side */
+    int max_delay_us;   /* upper bound of the random delay before a SIGKILL */
     int tracker_rounds; /* rounds of the tracker phase */
-    double seconds;   /* global time limit of the whole run */
+    double seconds;     /* global time limit of the whole run */
     uint64_t seed;
-    char prefix[40];  /* every block of the run starts with this */
-    char logdir[96];  /* victims' stderr (their trackers talk there) */
-    double start;     /* monotonic time the run began */
+    char prefix[40]; /* every block of the run starts with this */
+    char logdir[96]; /* victims' stderr (their trackers talk there) */
+    double start;    /* monotonic time the run began */
 };
 
 struct stats {
@@ -50,11 +50,11 @@ struct stats {
     _Atomic uint64_t orphan_attaches; /* attach succeeded after the unlink */
     _Atomic uint64_t handle_leaks;    /* fd or mapping of the run left open */
     _Atomic uint64_t killed, finished_early, kill_delay_total_us;
-    _Atomic uint64_t victim_blocks;   /* blocks victims made (tracker's work) */
+    _Atomic uint64_t victim_blocks; /* blocks victims made (tracker's work) */
     _Atomic uint64_t limit_checks, limit_failures;
-    _Atomic uint64_t tracker_rounds;  /* tracker-phase rounds completed */
-    _Atomic uint64_t errors;          /* any other unexpected failure */
-    _Atomic uint64_t messages;        /* failure lines printed so far */
+    _Atomic uint64_t tracker_rounds; /* tracker-phase rounds completed */
+    _Atomic uint64_t errors;         /* any other unexpected failure */
+    _Atomic uint64_t messages;       /* failure lines printed so far */
 };
 
 extern struct stats *S;
@@ -92,9 +92,9 @@ void fill_bytes(void *p, size_t n, uint64_t seed);
 #define SEALED_HDR 64
 struct sealed_hdr {
     _Atomic uint64_t magic;
-    uint64_t size;           /* the whole block, header included */
-    _Atomic uint64_t seq;    /* odd while the owner rewrites */
-    uint64_t hash;           /* of the payload */
+    uint64_t size;        /* the whole block, header included */
+    _Atomic uint64_t seq; /* odd while the owner rewrites */
+    uint64_t hash;        /* of the payload */
     _Atomic uint64_t touches;
     uint64_t seed;
     uint64_t pad[2];

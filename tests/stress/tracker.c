@@ -134,8 +134,9 @@ static bool spawn(struct child *ch, bool capture_err, const char *role, const ch
     ch->in = in[1];
     ch->err = err[0];
     struct pollfd p = {.fd = out[0], .events = POLLIN};
-    ssize_t got = poll(&p, 1, 10000) == 1 ? read(out[0], ch->first_line, sizeof ch->first_line - 1)
-                                          : -1;
+    ssize_t got = poll(&p, 1, 10000) == 1
+                      ? read(out[0], ch->first_line, sizeof ch->first_line - 1)
+                      : -1;
     ch->first_line[got > 0 ? got : 0] = '\0';
     close(out[0]);
     return ch->pid > 0 && got > 0;
@@ -175,7 +176,8 @@ static bool process_ended(pid_t pid)
     bool read_ok = fgets(stat, sizeof stat, f) != NULL;
     fclose(f);
     const char *state = strrchr(stat, ')');
-    return !read_ok || (state != NULL && state[1] == ' ' && (state[2] == 'Z' || state[2] == 'X'));
+    return !read_ok ||
+           (state != NULL && state[1] == ' ' && (state[2] == 'Z' || state[2] == 'X'));
 }
 
 static bool exists(const char *name)
