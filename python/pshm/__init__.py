@@ -8,8 +8,8 @@ SIGKILL.
 
 See pshm.shared_memory for the deliberate differences from CPython.
 """
+from ._pshm import __version__
 from .shared_memory import SharedMemory, ShareableList
 from .managers import SharedMemoryManager
 
 __all__ = ['SharedMemory', 'ShareableList', 'SharedMemoryManager']
-__version__ = "0.1.0"

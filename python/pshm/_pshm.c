@@ -28,6 +28,12 @@
 #include <errno.h>
 #include <string.h>
 
+/* libpshm's version as text, from the header's numbers (the one place). */
+#define PSHM_STR_(x) #x
+#define PSHM_STR(x) PSHM_STR_(x)
+#define PSHM_VERSION_TEXT                                                                  \
+    PSHM_STR(PSHM_VERSION_MAJOR) "." PSHM_STR(PSHM_VERSION_MINOR) "." PSHM_STR(PSHM_VERSION_PATCH)
+
 static PyObject *struct_error;         /* struct.error, as CPython's list raises */
 static PyObject *authentication_error; /* multiprocessing.AuthenticationError */
 
@@ -832,7 +838,8 @@ PyMODINIT_FUNC PyInit__pshm(void)
     PyObject *m = PyModule_Create(&module_def);
     if (m == NULL)
         return NULL;
-    if (add_type(m, "Block", &Block_Type) < 0 || add_type(m, "List", &List_Type) < 0 ||
+    if (PyModule_AddStringConstant(m, "__version__", PSHM_VERSION_TEXT) < 0 ||
+        add_type(m, "Block", &Block_Type) < 0 || add_type(m, "List", &List_Type) < 0 ||
         add_type(m, "Manager", &Manager_Type) < 0) {
         Py_DECREF(m);
         return NULL;
