@@ -31,8 +31,9 @@
 /* libpshm's version as text, from the header's numbers (the one place). */
 #define PSHM_STR_(x) #x
 #define PSHM_STR(x) PSHM_STR_(x)
-#define PSHM_VERSION_TEXT                                                                  \
-    PSHM_STR(PSHM_VERSION_MAJOR) "." PSHM_STR(PSHM_VERSION_MINOR) "." PSHM_STR(PSHM_VERSION_PATCH)
+#define PSHM_VERSION_TEXT                                                                    \
+    PSHM_STR(PSHM_VERSION_MAJOR)                                                             \
+    "." PSHM_STR(PSHM_VERSION_MINOR) "." PSHM_STR(PSHM_VERSION_PATCH)
 
 static PyObject *struct_error;         /* struct.error, as CPython's list raises */
 static PyObject *authentication_error; /* multiprocessing.AuthenticationError */
