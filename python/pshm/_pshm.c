@@ -179,10 +179,12 @@ static void Block_releasebuffer(BlockObject *self, Py_buffer *view)
     self->exports--;
 }
 
+static Py_ssize_t list_views(PyObject *list);
+
 static PyObject *Block_close(BlockObject *self, PyObject *unused)
 {
     (void)unused;
-    if (self->exports > 0) {
+    if (self->exports > 0 || (self->owner != NULL && list_views(self->owner) > 0)) {
         PyErr_SetString(PyExc_BufferError, "cannot close exported pointers exist");
         return NULL;
     }
@@ -315,7 +317,10 @@ typedef struct {
     PyObject_HEAD PyObject *dict; /* instance attributes of subclasses (ShareableList.shm) */
     pshm_list *list;
     int readonly;
+    Py_ssize_t views; /* live View objects on this list's block */
 } ListObject;
+
+static Py_ssize_t list_views(PyObject *list) { return ((ListObject *)list)->views; }
 
 static int list_ready(ListObject *self)
 {
@@ -493,10 +498,117 @@ static int List_clear(ListObject *self)
     return 0;
 }
 
+/* ---- View: the int64 or double values of a list, in place -------------- */
+
+typedef struct {
+    PyObject_HEAD ListObject *list; /* keeps the list, and so its mapping, alive */
+    pshm_view view;
+    Py_ssize_t shape, stride;
+} ViewObject;
+
+static PyTypeObject View_Type;
+
+/* _view(start, stop): a View of items [start, stop), all int or all float
+ * (the type of item `start` decides which). */
+static PyObject *List_view(ListObject *self, PyObject *args)
+{
+    Py_ssize_t start, stop;
+    if (!PyArg_ParseTuple(args, "nn", &start, &stop) || list_ready(self) < 0)
+        return NULL;
+    Py_ssize_t len = (Py_ssize_t)pshm_list_len(self->list);
+    if (start < 0 || stop < start || stop > len) {
+        PyErr_Format(PyExc_IndexError,
+                     "view range [%zd, %zd) is not within the list's %zd items", start, stop,
+                     len);
+        return NULL;
+    }
+    pshm_value first = {.type = PSHM_INT};
+    int rc = stop > start ? pshm_list_get(self->list, start, &first) : 0;
+    if (rc < 0)
+        return raise_pshm(rc, pshm_block_name(pshm_list_block(self->list)));
+    pshm_type type = first.type == PSHM_FLOAT ? PSHM_FLOAT : PSHM_INT;
+    ViewObject *v = PyObject_New(ViewObject, &View_Type);
+    if (v == NULL)
+        return NULL;
+    v->list = NULL;
+    rc = pshm_list_view_range(self->list, type, (size_t)start, (size_t)(stop - start),
+                              &v->view);
+    if (rc < 0) {
+        Py_DECREF(v);
+        return raise_pshm(rc, pshm_block_name(pshm_list_block(self->list)));
+    }
+    Py_INCREF(self);
+    v->list = self;
+    self->views++;
+    v->shape = stop - start;
+    v->stride = 8;
+    return (PyObject *)v;
+}
+
+static void View_dealloc(ViewObject *self)
+{
+    if (self->list != NULL) {
+        self->list->views--;
+        Py_DECREF(self->list);
+    }
+    PyObject_Del(self);
+}
+
+static int View_getbuffer(ViewObject *self, Py_buffer *b, int flags)
+{
+    if ((flags & PyBUF_WRITABLE) && self->list->readonly) {
+        PyErr_SetString(PyExc_BufferError, "the list is attached read-only");
+        return -1;
+    }
+    void *values =
+        self->view.type == PSHM_INT ? (void *)self->view.ints : (void *)self->view.floats;
+    b->obj = (PyObject *)self;
+    Py_INCREF(self);
+    b->buf = values;
+    b->len = self->shape * 8;
+    b->readonly = self->list->readonly;
+    b->itemsize = 8;
+    b->format = (flags & PyBUF_FORMAT) ? (self->view.type == PSHM_INT ? "q" : "d") : NULL;
+    b->ndim = 1;
+    b->shape = (flags & PyBUF_ND) ? &self->shape : NULL;
+    b->strides = (flags & PyBUF_STRIDES) == PyBUF_STRIDES ? &self->stride : NULL;
+    b->suboffsets = NULL;
+    b->internal = NULL;
+    return 0;
+}
+
+static PyObject *View_valid(ViewObject *self, PyObject *unused)
+{
+    (void)unused;
+    int rc = pshm_list_view_check(&self->view);
+    if (rc == PSHM_ETYPE)
+        Py_RETURN_FALSE;
+    return rc < 0 ? raise_pshm(rc, NULL) : (Py_INCREF(Py_True), Py_True);
+}
+
+static PyMethodDef View_methods[] = {
+    {"valid", (PyCFunction)View_valid, METH_NOARGS,
+     "Whether every item of the view still has its type (False once any process\n"
+     "changed one: values read since may be of another type)."},
+    {NULL, NULL, 0, NULL}};
+
+static PyBufferProcs View_as_buffer = {(getbufferproc)View_getbuffer, NULL};
+
+static PyTypeObject View_Type = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pshm._pshm.View",
+    .tp_basicsize = sizeof(ViewObject),
+    .tp_dealloc = (destructor)View_dealloc,
+    .tp_as_buffer = &View_as_buffer,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "The int64 (format 'q') or double ('d') values of a shareable list, in place.",
+    .tp_methods = View_methods,
+};
+
 static PyMethodDef List_methods[] = {
     {"_create", (PyCFunction)List_create, METH_VARARGS, NULL},
     {"_attach", (PyCFunction)List_attach, METH_VARARGS, NULL},
     {"_block", (PyCFunction)List_block, METH_NOARGS, NULL},
+    {"_view", (PyCFunction)List_view, METH_VARARGS, NULL},
     {"raw", (PyCFunction)List_raw, METH_O,
      "raw(index) -> bytes: the item's whole allocated storage, NUL bytes included\n"
      "(a pshm addition: CPython strips trailing NULs from str and bytes)."},
@@ -841,7 +953,7 @@ PyMODINIT_FUNC PyInit__pshm(void)
         return NULL;
     if (PyModule_AddStringConstant(m, "__version__", PSHM_VERSION_TEXT) < 0 ||
         add_type(m, "Block", &Block_Type) < 0 || add_type(m, "List", &List_Type) < 0 ||
-        add_type(m, "Manager", &Manager_Type) < 0) {
+        add_type(m, "View", &View_Type) < 0 || add_type(m, "Manager", &Manager_Type) < 0) {
         Py_DECREF(m);
         return NULL;
     }

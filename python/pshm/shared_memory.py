@@ -220,6 +220,19 @@ class ShareableList(_pshm.List):
         list nobody uses); closing it closes the list's block."""
         return SharedMemory._wrap(self._block(), self._track, borrowed=True)
 
+    def view(self, start=0, stop=None):
+        """A memoryview of items [start, stop) in place, without a copy
+        (a pshm addition): format 'q' (int64) if they are all int, 'd'
+        (double) if all float, TypeError naming the first other item
+        otherwise. numpy.asarray(sl.view()) is an array on the list, and
+        writes through either keep the list readable by CPython.
+
+        It shows the items' values as long as no process changes the type
+        of one of them: view.obj.valid() tells whether that still holds
+        (check it after reading). While a view lives, closing the list's
+        block raises BufferError."""
+        return memoryview(self._view(start, len(self) if stop is None else stop))
+
     def _get_packing_format(self, position):
         "Gets the packing format for a single value stored in the list."
         length = len(self)
