@@ -22,7 +22,6 @@ Deliberate differences from CPython (see python/README.md):
 """
 
 import os
-import secrets
 import struct
 import sys
 import types
@@ -33,16 +32,20 @@ from . import _pshm
 __all__ = ['SharedMemory', 'ShareableList']
 
 _USE_POSIX = True
+_O_EXCL = os.O_EXCL
 _O_CREX = os.O_CREAT | os.O_EXCL
 _SHM_SAFE_NAME_LENGTH = 14
 _SHM_NAME_PREFIX = '/psm_'
 _encoding = "utf8"
 
 
+_NAME_RANDOM_BYTES = (_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2
+
+
 def _make_filename():
     "A fresh random name: '/psm_' and 8 hex digits, as CPython makes them."
-    return _SHM_NAME_PREFIX + secrets.token_hex(
-        (_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2)
+    # os.urandom is what secrets.token_hex reads, without its two calls.
+    return _SHM_NAME_PREFIX + os.urandom(_NAME_RANDOM_BYTES).hex()
 
 
 def _create_with_fresh_name(make):
@@ -84,12 +87,12 @@ class SharedMemory:
             self._flags = _O_CREX | os.O_RDWR
             if size == 0:
                 raise ValueError("'size' must be a positive number different from zero")
-        if name is None and not self._flags & os.O_EXCL:
+        if name is None and not self._flags & _O_EXCL:
             raise ValueError("'name' can only be None if create=True")
         if readonly and self._flags & os.O_CREAT:
             raise ValueError("readonly=True is for attaching to an existing block")
         self._track = track
-        if not self._flags & os.O_EXCL:
+        if not self._flags & _O_EXCL:
             try:
                 block = _pshm.Block(name, False, 0, track, readonly, populate)
             except FileNotFoundError:
@@ -115,13 +118,13 @@ class SharedMemory:
 
     def _adopt(self, block):
         self._block = block
-        self._name = '/' + block.name
+        self._name = self._opened_name = '/' + block.name
         self._size = block.size
         self._buf = None if block.closed else memoryview(block)
 
     def __del__(self):
-        if self._borrowed:
-            return  # its memoryview goes with it; the list keeps the block
+        if self._borrowed or self._block is None or self._block.closed:
+            return  # a list's view, or closed already: nothing to release
         try:
             self.close()
         except OSError:
@@ -177,7 +180,7 @@ class SharedMemory:
             return
         if '\0' in name:
             raise ValueError("embedded null character")
-        if self._block is not None and name == '/' + self._block.name:
+        if self._block is not None and name == self._opened_name:
             self._block.unlink()
         else:
             _pshm.unlink(name)
