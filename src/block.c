@@ -264,13 +264,6 @@ static int open_new(pshm_block *b, bool random)
                    RANDOM_NAME_TRIES);
 }
 
-static int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*
  * Take the handle's shared flock, waiting at most LOCK_WAIT_MS for an
  * exclusive lock held elsewhere (polling: a blocking flock cannot time out

@@ -96,8 +96,8 @@ static int reserve_in(pshm_manager *m, const char *what, size_t want)
  */
 static void spin_for_reply(pshm_manager *m)
 {
-    int64_t end = proto_now_us() + SPIN_US;
-    while (proto_now_us() < end) {
+    int64_t end = monotonic_us() + SPIN_US;
+    while (monotonic_us() < end) {
         ssize_t n = recv(m->fd, m->in + m->in_len, m->in_cap - m->in_len, MSG_DONTWAIT);
         if (n > 0)
             m->in_len += (size_t)n;
@@ -117,7 +117,7 @@ static int fill_in(pshm_manager *m, const char *what, size_t want, int64_t deadl
         spin_for_reply(m);
     while (rc == 0 && m->in_len < want) {
         if (deadline >= 0) {
-            int64_t left = deadline - proto_now_ms();
+            int64_t left = deadline - monotonic_ms();
             struct pollfd pfd = {m->fd, POLLIN, 0};
             int r = left > 0 ? poll(&pfd, 1, (int)left) : 0;
             if (r < 0 && errno == EINTR)
@@ -281,7 +281,7 @@ static int read_welcome(pshm_manager *m, int64_t deadline, const uint8_t *ours,
 /* Mutual challenge-response; see protocol.h. */
 static int handshake(pshm_manager *m)
 {
-    int64_t deadline = proto_now_ms() + CLIENT_HANDSHAKE_MS;
+    int64_t deadline = monotonic_ms() + CLIENT_HANDSHAKE_MS;
     proto_hello hello;
     int rc = read_hello(m, deadline, &hello);
     if (rc < 0)

@@ -10,6 +10,7 @@
 #include <stdarg.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 /* ---- errors.c ---------------------------------------------------------- */
 
@@ -94,6 +95,18 @@ pshm_block *open_handles(void);
 /* In a child the library forked: unmap and close every inherited block
  * (signal-safe). */
 void drop_inherited_blocks(void);
+
+/* The monotonic clock in microseconds (the manager's busy-poll spins) and
+ * milliseconds (deadlines: attach's lock wait, the manager's timeouts, the
+ * tracker's sweeps). Signal-safe. */
+static inline int64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static inline int64_t monotonic_ms(void) { return monotonic_us() / 1000; }
 
 /* FNV-1a of a block name, for the hash tables of the tracker and the
  * manager server. Pure, so safe in the tracker process. */

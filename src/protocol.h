@@ -171,10 +171,6 @@ int proto_get_response(const uint8_t *p, size_t len, proto_response *out, const 
 void proto_request_clear(proto_request *r);
 void proto_response_clear(proto_response *r);
 
-/* CLOCK_MONOTONIC in milliseconds and microseconds: deadlines and spins. */
-int64_t proto_now_ms(void);
-int64_t proto_now_us(void);
-
 /* ---- authentication ---------------------------------------------------- */
 
 /* HMAC-SHA256(key, label || a || b) with the raw key of any length. */

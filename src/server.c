@@ -233,7 +233,7 @@ static void client_refuse(struct server *s, struct client *c, int code, const ch
         proto_put_error(&c->out, code, why);
     fprintf(stderr, "pshm manager: refusing connection %llu: %s\n", c->serial, why);
     c->closing = true;
-    c->deadline = proto_now_ms() + s->handshake_ms;
+    c->deadline = monotonic_ms() + s->handshake_ms;
 }
 
 /* ---- requests ---------------------------------------------------------- */
@@ -666,7 +666,7 @@ static void pause_accepting(struct server *s, int err)
 {
     fprintf(stderr, "pshm manager: accept on %s: %s; not accepting for %d ms\n", s->address,
             strerror(err), ACCEPT_PAUSE_MS);
-    s->accept_resume_ms = proto_now_ms() + ACCEPT_PAUSE_MS;
+    s->accept_resume_ms = monotonic_ms() + ACCEPT_PAUSE_MS;
 }
 
 static void accept_clients(struct server *s)
@@ -693,7 +693,7 @@ static void accept_clients(struct server *s)
         c->fd = fd;
         c->state = CLIENT_HANDSHAKE;
         c->serial = ++s->next_serial;
-        c->deadline = proto_now_ms() + s->handshake_ms;
+        c->deadline = monotonic_ms() + s->handshake_ms;
         randombytes_buf(c->challenge, sizeof c->challenge);
         if (!proto_put_hello(&c->out, HELLO_READY, c->challenge, NULL))
             client_drop(c, "out of memory");
@@ -913,7 +913,7 @@ static void fill_pollfds(const struct server *s, struct pollfd *pfd)
 
 static void expire_deadlines(struct server *s)
 {
-    int64_t now = proto_now_ms();
+    int64_t now = monotonic_ms();
     if (s->accept_resume_ms != 0 && s->accept_resume_ms <= now)
         s->accept_resume_ms = 0;
     for (size_t i = 0; i < s->nslots; i++) {
@@ -940,15 +940,15 @@ static void expire_deadlines(struct server *s)
  */
 static int wait_events(struct server *s, struct pollfd *pfd, bool just_served)
 {
-    int64_t spin_end = just_served ? proto_now_us() + SPIN_US : 0;
+    int64_t spin_end = just_served ? monotonic_us() + SPIN_US : 0;
     for (;;) {
         int n = poll(pfd, FIXED_COUNT + s->nslots, 0);
-        if (n == 0 && proto_now_us() < spin_end)
+        if (n == 0 && monotonic_us() < spin_end)
             sched_yield();
-        if (n != 0 || proto_now_us() >= spin_end)
+        if (n != 0 || monotonic_us() >= spin_end)
             return n != 0
                        ? n
-                       : poll(pfd, FIXED_COUNT + s->nslots, poll_timeout(s, proto_now_ms()));
+                       : poll(pfd, FIXED_COUNT + s->nslots, poll_timeout(s, monotonic_ms()));
     }
 }
 
@@ -987,13 +987,13 @@ static int serve_loop(struct server *s)
 /* Give queued replies (SHUTDOWN's OK) a short while to leave, then close. */
 static void close_all_clients(struct server *s)
 {
-    int64_t end = proto_now_ms() + EXIT_FLUSH_MS;
+    int64_t end = monotonic_ms() + EXIT_FLUSH_MS;
     for (size_t i = 0; i < s->nslots; i++) {
         struct client *c = &s->clients[i];
-        while (c->state != CLIENT_FREE && c->out.len > 0 && proto_now_ms() < end) {
+        while (c->state != CLIENT_FREE && c->out.len > 0 && monotonic_ms() < end) {
             c->closing = true;
             struct pollfd p = {c->fd, POLLOUT, 0};
-            if (poll(&p, 1, (int)(end - proto_now_ms())) > 0)
+            if (poll(&p, 1, (int)(end - monotonic_ms())) > 0)
                 client_flush(c);
         }
         if (c->state != CLIENT_FREE)

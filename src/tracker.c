@@ -503,13 +503,6 @@ static bool check_due(struct table *t, bool all, size_t *busy, struct report *re
 #define RETRY_MS 5
 #define RETRIES 8
 
-static int64_t now_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Due RETRIES checks for every busy record named `name` that we keep open
  * (one we reopen would wake us with its own close, for ever). */
 static void flag_name(struct table *t, const char *name)
@@ -555,17 +548,17 @@ static void wait_for_users(struct table *t, size_t busy)
         in = -1;
     }
     struct report rep = {.removed = 0};
-    int64_t next_sweep = now_ms() + SWEEP_MS;
+    int64_t next_sweep = monotonic_ms() + SWEEP_MS;
     bool due = false;
     while (busy > 0) {
-        int64_t now = now_ms();
+        int64_t now = monotonic_ms();
         int timeout = due ? RETRY_MS : (int)(next_sweep > now ? next_sweep - now : 0);
         struct pollfd p = {in, POLLIN, 0}; /* fd -1: poll just sleeps */
         if (poll(&p, 1, timeout) > 0)
             take_events(t, in);
-        bool sweep = now_ms() >= next_sweep;
+        bool sweep = monotonic_ms() >= next_sweep;
         if (sweep)
-            next_sweep = now_ms() + SWEEP_MS;
+            next_sweep = monotonic_ms() + SWEEP_MS;
         due = check_due(t, sweep, &busy, &rep);
         report_emit(&rep, "after its last user closed it", busy);
     }

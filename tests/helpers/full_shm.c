@@ -10,6 +10,8 @@
  * Exit status 0 only if every check passed; 2 if /dev/shm is not a small
  * tmpfs (never fill the machine's own).
  */
+#include "support.h"
+
 #include "pshm.h"
 
 #include <dirent.h>
@@ -105,12 +107,6 @@ static bool within(const char *part, const char *whole)
     return true;
 }
 
-static bool exists(const char *name)
-{
-    pshm_block_info info;
-    return pshm_block_stat(name, &info) == 0;
-}
-
 static void pattern(unsigned char *p, size_t n, unsigned seed)
 {
     for (size_t i = 0; i < n; i++)
@@ -186,7 +182,7 @@ static void manager_case(void)
     check(within(after, before), "  ... and nothing was made in /dev/shm");
     bool listed = names_hold(m, pshm_block_name(a), &rc);
     check(rc == 0 && listed, "the server still answers, and still owns A's block");
-    check(exists(pshm_block_name(a)) && has_pattern(pshm_block_buf(a), 64 * KIB, 7),
+    check(t_shm_exists(pshm_block_name(a)) && has_pattern(pshm_block_buf(a), 64 * KIB, 7),
           "A's block is intact");
     unfill();
     pshm_block_free(a);
@@ -200,7 +196,7 @@ static void list_case(unsigned flags, const char *name, const char *what)
     pshm_list *l;
     int rc = pshm_list_create(&l, name, &v, 1, flags);
     check(no_space(rc, name), what);
-    check(!exists(name), "  ... and no block of that name is left");
+    check(!t_shm_exists(name), "  ... and no block of that name is left");
     if (rc == 0) {
         pshm_block_unlink(pshm_list_block(l));
         pshm_list_free(l);
@@ -263,7 +259,7 @@ static void populate_case(void)
     fill_leaving(60 * KIB);
     pshm_block *b;
     int rc = pshm_block_create(&b, "full_pop", 256 * KIB, PSHM_POPULATE);
-    check(no_space(rc, "full_pop") && !exists("full_pop"),
+    check(no_space(rc, "full_pop") && !t_shm_exists("full_pop"),
           "create with PSHM_POPULATE: PSHM_ELIMIT naming it, nothing left");
     if (rc == 0)
         pshm_block_free(b);

@@ -64,6 +64,23 @@ void corrupt(const char *fmt, ...)
     va_end(ap);
 }
 
+bool block_exists(const char *name)
+{
+    pshm_block_info info;
+    return pshm_block_stat(name, &info) == 0;
+}
+
+bool gone_within(const char *name, double seconds)
+{
+    double deadline = now_s() + seconds;
+    while (block_exists(name)) {
+        if (now_s() > deadline)
+            return false;
+        usleep(1000);
+    }
+    return true;
+}
+
 void block_name(char *buf, size_t cap, const char *fmt, ...)
 {
     size_t n = (size_t)snprintf(buf, cap, "%s", C.prefix);

@@ -37,12 +37,6 @@ static void check(bool ok, const char *fmt, ...)
     fflush(stdout);
 }
 
-static bool exists(const char *name)
-{
-    pshm_block_info info;
-    return pshm_block_stat(name, &info) == 0;
-}
-
 /* Own handles first: the first call opens the /proc/self/maps reader. */
 static void snapshot(int *fds, int *handles)
 {
@@ -58,7 +52,7 @@ static void check_clean_failure(const char *what, int rc, const char *name, bool
     check(rc == PSHM_ELIMIT, "%s: PSHM_ELIMIT (got %d: %s)", what, rc, msg);
     check(strstr(msg, name) != NULL, "%s: the message names the block", what);
     if (gone)
-        check(!exists(name), "%s: no block %s exists afterwards", what, name);
+        check(!block_exists(name), "%s: no block %s exists afterwards", what, name);
     check(open_fds() == fds_before && own_handles_open() == handles_before,
           "%s: no descriptor or mapping left behind", what);
 }
@@ -82,7 +76,7 @@ static void fd_attach_and_list(const char *held)
     pshm_block *b;
     int rc = pshm_block_attach(&b, held, 0);
     check_clean_failure("attach with no descriptor left", rc, held, false, fds, handles);
-    check(exists(held), "attach with no descriptor left: %s itself is untouched", held);
+    check(block_exists(held), "attach with no descriptor left: %s itself is untouched", held);
     char name[96];
     block_name(name, sizeof name, "lim_fd_list");
     pshm_value v[2] = {pshm_int(1), pshm_str("x")};

@@ -74,6 +74,10 @@ uint64_t rng_range(uint64_t *state, uint64_t lo, uint64_t hi);
 void fail(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 void corrupt(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Whether block `name` exists now; whether it is gone within `seconds`. */
+bool block_exists(const char *name);
+bool gone_within(const char *name, double seconds);
+
 /* "<prefix><tag>" into buf. */
 void block_name(char *buf, size_t cap, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

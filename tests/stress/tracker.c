@@ -180,23 +180,6 @@ static bool process_ended(pid_t pid)
            (state != NULL && state[1] == ' ' && (state[2] == 'Z' || state[2] == 'X'));
 }
 
-static bool exists(const char *name)
-{
-    pshm_block_info info;
-    return pshm_block_stat(name, &info) == 0;
-}
-
-static bool gone_within(const char *name, double seconds)
-{
-    double deadline = now_s() + seconds;
-    while (exists(name)) {
-        if (now_s() > deadline)
-            return false;
-        usleep(1000);
-    }
-    return true;
-}
-
 static void end_creator(struct child *cr, pid_t tracker, enum ending how)
 {
     if (how == END_SIGTERM_BOTH) {
@@ -249,7 +232,7 @@ static void one_round(uint64_t *rng, int round, const char *untracked)
         if (!gone_within(names[i], GONE_WITHIN_S))
             fail("tracker round %d: %s not removed after its holder left", round, names[i]);
         for (int j = i + 1; j < count; j++)
-            if (holders[j].pid > 0 && !exists(names[j]))
+            if (holders[j].pid > 0 && !block_exists(names[j]))
                 fail("tracker round %d: %s removed while still held", round, names[j]);
     }
     double deadline = now_s() + GONE_WITHIN_S;
@@ -257,7 +240,7 @@ static void one_round(uint64_t *rng, int round, const char *untracked)
         usleep(1000);
     if (!process_ended(tracker))
         fail("tracker round %d: the tracker did not exit once its blocks were gone", round);
-    if (!exists(untracked))
+    if (!block_exists(untracked))
         fail("tracker round %d: the untracked block %s was removed", round, untracked);
     COUNT(tracker_rounds);
 }
