@@ -44,6 +44,8 @@ static PyObject *authentication_error; /* multiprocessing.AuthenticationError */
  * with the message CPython's _posixshmem gives and filename "/name". */
 static PyObject *raise_os(int errnum, const char *name)
 {
+    if (name != NULL && name[0] == '/')
+        name++; /* as given by the caller; reported as "/" + bare name */
     PyObject *filename = name ? PyUnicode_FromFormat("/%s", name) : Py_None;
     if (filename == NULL)
         return NULL;
@@ -102,7 +104,8 @@ static const char *utf8_name(PyObject *name)
 /* ---- Block --------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD pshm_block *block;
+    PyObject_HEAD
+    pshm_block *block;
     PyObject *owner;    /* the List whose block this is, or NULL: ours */
     Py_ssize_t exports; /* buffers handed out and not released */
     int readonly;       /* mapped read-only: buffers are read-only too */
@@ -144,9 +147,12 @@ static PyObject *Block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
                      (populate ? PSHM_POPULATE : 0);
     pshm_block *b = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = create ? pshm_block_create(&b, name, (size_t)size, flags)
-                                       : pshm_block_attach(&b, name, flags);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_pshm(rc, name[0] == '/' ? name + 1 : name);
+    Py_BEGIN_ALLOW_THREADS
+    rc = create ? pshm_block_create(&b, name, (size_t)size, flags)
+                : pshm_block_attach(&b, name, flags);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return raise_pshm(rc, name);
     return block_wrap(b, NULL, readonly);
 }
 
@@ -314,7 +320,8 @@ static pshm_value *values_from(PyObject *seq, Py_ssize_t *n, PyObject **keep)
 /* ---- List ------------------------------------------------------------------ */
 
 typedef struct {
-    PyObject_HEAD PyObject *dict; /* instance attributes of subclasses (ShareableList.shm) */
+    PyObject_HEAD
+    PyObject *dict; /* instance attributes of subclasses (ShareableList.shm) */
     pshm_list *list;
     int readonly;
     Py_ssize_t views; /* live View objects on this list's block */
@@ -361,7 +368,7 @@ static PyObject *List_create(ListObject *self, PyObject *args)
     PyMem_Free(values);
     Py_DECREF(keep);
     if (rc < 0)
-        return raise_pshm(rc, name == NULL ? NULL : name[0] == '/' ? name + 1 : name);
+        return raise_pshm(rc, name);
     return list_adopt(self, l) < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
 }
 
@@ -378,8 +385,11 @@ static PyObject *List_attach(ListObject *self, PyObject *args)
     unsigned flags = (track ? 0 : PSHM_UNTRACKED) | (readonly ? PSHM_READONLY : 0);
     pshm_list *l = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = pshm_list_attach(&l, name, flags);
-    Py_END_ALLOW_THREADS if (rc < 0) return raise_pshm(rc, name[0] == '/' ? name + 1 : name);
+    Py_BEGIN_ALLOW_THREADS
+    rc = pshm_list_attach(&l, name, flags);
+    Py_END_ALLOW_THREADS
+    if (rc < 0)
+        return raise_pshm(rc, name);
     self->readonly = readonly;
     return list_adopt(self, l) < 0 ? NULL : (Py_INCREF(Py_None), Py_None);
 }
@@ -501,7 +511,8 @@ static int List_clear(ListObject *self)
 /* ---- View: the int64 or double values of a list, in place -------------- */
 
 typedef struct {
-    PyObject_HEAD ListObject *list; /* keeps the list, and so its mapping, alive */
+    PyObject_HEAD
+    ListObject *list; /* keeps the list, and so its mapping, alive */
     pshm_view view;
     Py_ssize_t shape, stride;
 } ViewObject;
@@ -594,6 +605,7 @@ static PyMethodDef View_methods[] = {
 
 static PyBufferProcs View_as_buffer = {(getbufferproc)View_getbuffer, NULL};
 
+// clang-format off: PyVarObject_HEAD_INIT brings its own comma
 static PyTypeObject View_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pshm._pshm.View",
     .tp_basicsize = sizeof(ViewObject),
@@ -603,6 +615,7 @@ static PyTypeObject View_Type = {
     .tp_doc = "The int64 (format 'q') or double ('d') values of a shareable list, in place.",
     .tp_methods = View_methods,
 };
+// clang-format on
 
 static PyMethodDef List_methods[] = {
     {"_create", (PyCFunction)List_create, METH_VARARGS, NULL},
@@ -633,8 +646,9 @@ static PyMappingMethods List_as_mapping = {
 /* ---- Manager -------------------------------------------------------------- */
 
 typedef struct {
-    PyObject_HEAD pshm_manager *mgr; /* NULL after shutdown or disconnect */
-    PyThread_type_lock lock;         /* held around every use of mgr */
+    PyObject_HEAD
+    pshm_manager *mgr;       /* NULL after shutdown or disconnect */
+    PyThread_type_lock lock; /* held around every use of mgr */
 } ManagerObject;
 
 static PyTypeObject Manager_Type;
@@ -651,7 +665,8 @@ static PyTypeObject List_Type;
  */
 #define MANAGER_CALL(self, rc, call)                                                         \
     do {                                                                                     \
-        Py_BEGIN_ALLOW_THREADS PyThread_acquire_lock((self)->lock, WAIT_LOCK);               \
+        Py_BEGIN_ALLOW_THREADS                                                               \
+        PyThread_acquire_lock((self)->lock, WAIT_LOCK);                                      \
         (rc) = (self)->mgr != NULL ? (call) : MANAGER_GONE;                                  \
         PyThread_release_lock((self)->lock);                                                 \
         Py_END_ALLOW_THREADS                                                                 \
@@ -696,10 +711,11 @@ static PyObject *Manager_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
         return NULL;
     }
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc =
-        start ? pshm_manager_start(&self->mgr, address, key.buf, (size_t)key.len)
-              : pshm_manager_connect(&self->mgr, address, key.buf, (size_t)key.len);
-    Py_END_ALLOW_THREADS PyBuffer_Release(&key);
+    Py_BEGIN_ALLOW_THREADS
+    rc = start ? pshm_manager_start(&self->mgr, address, key.buf, (size_t)key.len)
+               : pshm_manager_connect(&self->mgr, address, key.buf, (size_t)key.len);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&key);
     if (rc < 0) {
         Py_DECREF(self);
         return raise_pshm(rc, NULL);
@@ -864,23 +880,21 @@ static PyObject *module_unlink(PyObject *module, PyObject *arg)
         return NULL;
     }
     int rc = pshm_unlink(name);
-    return rc < 0 ? raise_pshm(rc, name[0] == '/' ? name + 1 : name)
-                  : (Py_INCREF(Py_None), Py_None);
+    return rc < 0 ? raise_pshm(rc, name) : (Py_INCREF(Py_None), Py_None);
 }
 
 static PyMethodDef module_methods[] = {
     {"unlink", module_unlink, METH_O, "Remove a block by name."}, {NULL, NULL, 0, NULL}};
 
-static struct PyModuleDef module_def = {PyModuleDef_HEAD_INIT,
-                                        "_pshm",
-                                        "libpshm for Python: see the pshm package.",
-                                        -1,
-                                        module_methods,
-                                        NULL,
-                                        NULL,
-                                        NULL,
-                                        NULL};
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "_pshm",
+    .m_doc = "libpshm for Python: see the pshm package.",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
 
+// clang-format off: PyVarObject_HEAD_INIT brings its own comma
 static PyTypeObject Block_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pshm._pshm.Block",
     .tp_basicsize = sizeof(BlockObject),
@@ -892,7 +906,9 @@ static PyTypeObject Block_Type = {
     .tp_getset = Block_getset,
     .tp_new = Block_new,
 };
+// clang-format on
 
+// clang-format off: PyVarObject_HEAD_INIT brings its own comma
 static PyTypeObject List_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pshm._pshm.List",
     .tp_basicsize = sizeof(ListObject),
@@ -908,7 +924,9 @@ static PyTypeObject List_Type = {
     .tp_dictoffset = offsetof(ListObject, dict),
     .tp_new = PyType_GenericNew,
 };
+// clang-format on
 
+// clang-format off: PyVarObject_HEAD_INIT brings its own comma
 static PyTypeObject Manager_Type = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "pshm._pshm.Manager",
     .tp_basicsize = sizeof(ManagerObject),
@@ -919,6 +937,7 @@ static PyTypeObject Manager_Type = {
     .tp_getset = Manager_getset,
     .tp_new = Manager_new,
 };
+// clang-format on
 
 static int add_type(PyObject *m, const char *name, PyTypeObject *type)
 {
