@@ -291,18 +291,25 @@ static int lock_shared(pshm_block *b, const char *what)
     }
 }
 
-/* Lock, identify, size and map the new object open on b->fd. */
-static int build(pshm_block *b, size_t size)
+/* Record the device and inode of the new object open on b->fd. */
+static int identify(pshm_block *b)
 {
     struct stat st;
-    int rc = lock_shared(b, "create");
-    if (rc < 0)
-        return rc;
     if (fstat(b->fd, &st) < 0)
         return err_errno(errno, "create", b->name, "fstat");
     b->dev = st.st_dev;
     b->ino = st.st_ino;
-    rc = size_new_block(b, size);
+    return 0;
+}
+
+/* Lock, identify, size and map the new object open on b->fd. */
+static int build(pshm_block *b, size_t size)
+{
+    int rc = lock_shared(b, "create");
+    if (rc == 0)
+        rc = identify(b);
+    if (rc == 0)
+        rc = size_new_block(b, size);
     if (rc == 0)
         rc = map_block(b, "create");
     return rc;
@@ -389,6 +396,38 @@ int pshm_block_create(pshm_block **out, const char *name, size_t size, unsigned 
     }
     *out = b;
     return 0;
+}
+
+/*
+ * The manager server's blocks: tracked, random name, every page reserved,
+ * and handed back closed (the server never maps or holds what it owns).
+ * The road of pshm_block_create, less what only a handle that stays open
+ * needs: no flock (the descriptor is closed at once, so a lock would prove
+ * nothing to a tracker), no mapping, and no ftruncate (fallocate sets the
+ * size as it reserves). The pages are reserved before the name is
+ * linked, so a block that does not fit is never seen by anyone.
+ */
+int block_create_closed(pshm_block **out, size_t size)
+{
+    *out = NULL;
+    int rc = check_size(NULL, size);
+    if (rc < 0)
+        return rc;
+    if (sodium_init() < 0)
+        return err_set(PSHM_ESYS, "create: libsodium failed to initialise");
+    pshm_block *b = block_new(0);
+    if (b == NULL)
+        return err_set(PSHM_ELIMIT, "create (random name): out of memory");
+    random_name(b->name);
+    if ((rc = open_new(b, true)) == 0 && (rc = identify(b)) == 0 &&
+        (rc = block_reserve(b, "create", 0, size)) == 0 && (rc = publish(b, true)) == 0) {
+        b->size = size;
+        close_fd(b);
+        *out = b;
+        return 0;
+    }
+    pshm_block_free(b); /* the unnamed inode dies with its descriptor */
+    return rc;
 }
 
 /* Check what attach opened: a live, non-empty regular object. */
@@ -547,21 +586,33 @@ static int same_block(const pshm_block *b)
     return 0;
 }
 
-int pshm_block_unlink(pshm_block *b)
+int block_unlink_name(pshm_block *b)
 {
-    if (b == NULL)
-        return err_set(PSHM_EINVAL, "unlink: NULL handle");
     if (b->unlinked)
         return err_set(PSHM_ENOENT, "unlink \"%s\": already unlinked through this handle",
                        b->name);
     int rc = same_block(b);
     if (rc == 0 && shm_unlink_bare(b->name) < 0)
         rc = err_errno(errno, "unlink", b->name, "shm_unlink");
-    if (rc == 0 || rc == PSHM_ENOENT) {
-        /* Gone either way: this handle's record must not outlive the name. */
-        b->unlinked = true;
+    if (rc == 0 || rc == PSHM_ENOENT)
+        b->unlinked = true; /* gone either way */
+    return rc;
+}
+
+void block_forget(pshm_block *b)
+{
+    if (b->unlinked)
         tracker_unregister(b);
-    }
+}
+
+int pshm_block_unlink(pshm_block *b)
+{
+    if (b == NULL)
+        return err_set(PSHM_EINVAL, "unlink: NULL handle");
+    bool was_unlinked = b->unlinked;
+    int rc = block_unlink_name(b);
+    if (!was_unlinked)
+        block_forget(b);
     return rc;
 }
 

@@ -70,6 +70,24 @@ struct pshm_block {
  */
 int block_track_attached(pshm_block *b, unsigned flags, const char *what);
 
+/*
+ * A new tracked block of `size` bytes under a random name, every page
+ * reserved (a full /dev/shm is PSHM_ELIMIT, never a later SIGBUS), returned
+ * closed: the manager server's blocks, which it owns but never maps.
+ */
+int block_create_closed(pshm_block **out, size_t size);
+
+/*
+ * pshm_block_unlink in two steps, for a caller that wants to answer in
+ * between (the manager server): block_unlink_name removes the name if it
+ * still names b's block (PSHM_ENOENT if it is gone either way) and marks
+ * the handle unlinked; block_forget then drops the handle's record from the
+ * tracker if the name is gone (call it once, before freeing the handle:
+ * a record must not outlive the name).
+ */
+int block_unlink_name(pshm_block *b);
+void block_forget(pshm_block *b);
+
 /* Validate a user-given name and write the bare name (no '/') to out. */
 int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 1]);
 

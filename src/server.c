@@ -203,8 +203,9 @@ struct server {
     bool made_socket_file;
     int starter_fd, starter_pidfd;
     int handshake_ms;
-    pshm_block *spare;   /* a closed block made ahead of demand, or NULL */
-    uint64_t spare_size; /* make a spare of this size next; 0: none */
+    pshm_block *spare;    /* a closed block made ahead of demand, or NULL */
+    pshm_block *released; /* unlinked by the request being answered, or NULL */
+    uint64_t spare_size;  /* make a spare of this size next; 0: none */
     bool stopping;
     int64_t accept_resume_ms; /* accepting paused until then; 0: not paused */
     unsigned long long next_serial;
@@ -254,25 +255,17 @@ static int own_or_unlink(struct server *s, pshm_block *b)
 }
 
 /*
- * A new block of `size` bytes, created tracked and closed again at once:
- * closing our mapping drops our flock, so only clients keep it alive. Its
- * pages are reserved, so a full /dev/shm is a clean error for the client
- * that asked, and no client's write into the block can raise SIGBUS.
+ * A new block of `size` bytes, created tracked and closed (we hold no
+ * flock, so only clients keep it alive). Its pages are reserved, so a full
+ * /dev/shm is a clean error for the client that asked, and no client's
+ * write into the block can raise SIGBUS.
  */
 static int create_closed(uint64_t size, pshm_block **out)
 {
     if ((uint64_t)(size_t)size != size)
         return err_set(PSHM_EBADSIZE, "create: size %llu is too large",
                        (unsigned long long)size);
-    int rc = pshm_block_create(out, NULL, (size_t)size, 0);
-    if (rc < 0)
-        return rc;
-    if ((rc = block_reserve(*out, "create", 0, (size_t)size)) < 0 ||
-        (rc = pshm_block_close(*out)) < 0) {
-        pshm_block_unlink(*out);
-        pshm_block_free(*out);
-    }
-    return rc;
+    return block_create_closed(out, (size_t)size);
 }
 
 static void drop_spare(struct server *s)
@@ -369,12 +362,23 @@ static void do_release(struct server *s, struct client *c, proto_text name)
                         "release: the server owns no block by that name");
         return;
     }
-    int rc = pshm_block_unlink(b);
-    pshm_block_free(b);
+    int rc = block_unlink_name(b);
     if (rc == 0)
         proto_put_ok(&c->out);
     else
         reply_failure(c, rc);
+    s->released = b; /* the tracker hears of it once the reply is out */
+}
+
+/* The block the last RELEASE removed: off our tracker, and freed. Done
+ * after the reply is sent, so the client is not kept waiting for it. */
+static void forget_released(struct server *s)
+{
+    if (s->released != NULL) {
+        block_forget(s->released);
+        pshm_block_free(s->released);
+        s->released = NULL;
+    }
 }
 
 struct names_cursor {
@@ -517,7 +521,9 @@ static void client_process(struct server *s, struct client *c)
             do_auth(s, c, payload, len);
         else
             do_request(s, c, payload, len);
-        if (!client_flush(c))
+        bool alive = client_flush(c);
+        forget_released(s); /* the reply is on its way (or the client gone) */
+        if (!alive)
             return;
     }
     if (off > 0) {
