@@ -119,11 +119,60 @@ static int shm_unlink_bare(const char *bare)
     return unlink(shm_path(path, bare));
 }
 
+/*
+ * Random bytes for names, drawn RANDOM_POOL at a time: a manager server
+ * names a block per request, and a system call per name is a measurable
+ * part of its work. The pool has a page of its own, which the kernel
+ * empties in every child made by fork or clone (MADV_WIPEONFORK): a child
+ * finds no bytes left and draws its own, so two processes never hand out
+ * the same names. Where the kernel cannot do that (before Linux 4.14), each
+ * name draws its own bytes. Guarded by global_lock().
+ */
+#define RANDOM_POOL 256
+struct random_pool {
+    size_t left; /* bytes[0..left) are unused */
+    unsigned char bytes[RANDOM_POOL];
+};
+static struct random_pool *pool;
+static bool pool_unavailable;
+
+static bool pool_ready(void)
+{
+    if (pool != NULL || pool_unavailable)
+        return pool != NULL;
+    void *p =
+        mmap(NULL, sizeof *pool, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p != MAP_FAILED && madvise(p, sizeof *pool, MADV_WIPEONFORK) == 0) {
+        pool = p;
+    } else {
+        if (p != MAP_FAILED)
+            munmap(p, sizeof *pool);
+        pool_unavailable = true;
+    }
+    return pool != NULL;
+}
+
+static void random_bytes(unsigned char *out, size_t n)
+{
+    global_lock();
+    if (pool_ready()) {
+        if (pool->left < n) {
+            randombytes_buf(pool->bytes, RANDOM_POOL);
+            pool->left = RANDOM_POOL;
+        }
+        pool->left -= n;
+        memcpy(out, pool->bytes + pool->left, n);
+    } else {
+        randombytes_buf(out, n);
+    }
+    global_unlock();
+}
+
 /* "psm_" + 8 hex digits from a cryptographic source, as CPython makes them. */
 static void random_name(char name[PSHM_NAME_MAX + 1])
 {
     unsigned char rnd[4];
-    randombytes_buf(rnd, sizeof rnd);
+    random_bytes(rnd, sizeof rnd);
     snprintf(name, PSHM_NAME_MAX + 1, "psm_%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
 }
 

@@ -62,6 +62,42 @@ Test(block, random_names_differ)
     destroy(b);
 }
 
+/* A random-named block's name, created and removed again at once. */
+static void fresh_random_name(char name[PSHM_NAME_MAX + 1])
+{
+    pshm_block *b = create_ok(NULL, 1, PSHM_UNTRACKED);
+    strcpy(name, pshm_block_name(b));
+    destroy(b);
+}
+
+/* Names come from a pool of random bytes: a forked child must not draw the
+ * bytes its parent draws next (each side's names are removed at once, so
+ * exclusive creation would not notice the repeats). */
+Test(block, forked_processes_draw_different_random_names)
+{
+    enum { NAMES = 4 };
+    char parent[NAMES][PSHM_NAME_MAX + 1], child[NAMES][PSHM_NAME_MAX + 1];
+    fresh_random_name(parent[0]); /* the pool has bytes left now */
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        for (int i = 0; i < NAMES; i++)
+            fresh_random_name(child[i]);
+        _exit(write(fds[1], child, sizeof child) == (ssize_t)sizeof child ? 0 : 1);
+    }
+    close(fds[1]);
+    int st = t_wait(pid, 10);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child failed");
+    cr_assert_eq(read(fds[0], child, sizeof child), (ssize_t)sizeof child);
+    close(fds[0]);
+    for (int i = 0; i < NAMES; i++)
+        fresh_random_name(parent[i]);
+    for (int i = 0; i < NAMES; i++)
+        for (int j = 0; j < NAMES; j++)
+            cr_assert_str_neq(parent[i], child[j], "parent and child both drew %s", child[j]);
+}
+
 Test(block, bytes_are_shared_between_handles_and_processes)
 {
     char name[64];
