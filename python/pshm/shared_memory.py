@@ -42,10 +42,32 @@ _encoding = "utf8"
 _NAME_RANDOM_BYTES = (_SHM_SAFE_NAME_LENGTH - len(_SHM_NAME_PREFIX)) // 2
 
 
+# The random parts of the next names, drawn _NAMES_PER_DRAW at a time:
+# os.urandom is a system call, a measurable part of a create. list.pop and
+# list.extend are single steps under the GIL, so threads never share a name.
+# A forked child empties its copy, so parent and child never make the same
+# names.
+_NAMES_PER_DRAW = 64
+_name_pool = []
+
+
+def _draw_names():
+    "Refill the pool from one os.urandom (what secrets.token_hex reads)."
+    digits = os.urandom(_NAME_RANDOM_BYTES * _NAMES_PER_DRAW).hex()
+    step = 2 * _NAME_RANDOM_BYTES
+    _name_pool.extend(digits[i:i + step] for i in range(0, len(digits), step))
+
+
+os.register_at_fork(after_in_child=_name_pool.clear)
+
+
 def _make_filename():
     "A fresh random name: '/psm_' and 8 hex digits, as CPython makes them."
-    # os.urandom is what secrets.token_hex reads, without its two calls.
-    return _SHM_NAME_PREFIX + os.urandom(_NAME_RANDOM_BYTES).hex()
+    while True:
+        try:
+            return _SHM_NAME_PREFIX + _name_pool.pop()
+        except IndexError:
+            _draw_names()
 
 
 def _create_with_fresh_name(make):

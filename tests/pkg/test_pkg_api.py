@@ -84,6 +84,35 @@ class Blocks(PkgCase):
         self.assertTrue(shm_exists(shm.name))
         self.assertNotEqual(shm.name, self.block(16).name)
 
+    def test_forked_child_makes_other_names(self):
+        # Names come from a pool of random bytes: a forked child must not
+        # make the names its parent makes next.
+        self.block(16)  # the pool has names left now
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.write(write_end, " ".join(self.names_made(4)).encode())
+            finally:
+                os._exit(0)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            child = set(pipe.read().split())
+        os.waitpid(pid, 0)
+        self.assertEqual(len(child), 4)
+        self.assertFalse(child & set(self.names_made(4)))
+
+    @staticmethod
+    def names_made(count):
+        "The names of `count` new blocks, each removed again at once."
+        names = []
+        for _ in range(count):
+            shm = SharedMemory(create=True, size=1)
+            names.append(shm.name)
+            shm.close()
+            shm.unlink()
+        return names
+
     def test_repr(self):
         shm = self.block(100, unique_name("repr"))
         self.assertEqual(repr(shm), "SharedMemory(%r, size=100)" % shm.name)
