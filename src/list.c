@@ -51,26 +51,28 @@ enum back_transform { CODE_PLAIN = 0, CODE_STR = 1, CODE_BYTES = 2, CODE_NONE = 
 struct pshm_list {
     pshm_block *block;
     size_t len;
-    /* Private copy of the block's offsets (len + 1 entries), validated at
-     * attach: non-decreasing multiples of 8 from 0, the last within the
-     * space left for data. Never re-read from the block. */
-    uint64_t *offsets;
     /* Items the fast paths may serve: fast.get = len if every item's span
      * is at least 8 bytes (so a fixed type always fits: true of every list
      * CPython or pshm makes), else 0; fast.set the same, or 0 if the list
      * is read-only. Both 0 once the block is closed (block->fast points
      * here). One compare then checks index, span, mode and mapping. */
     fast_limits fast;
-    /* The block's data area and its format and code tables, where the
-     * private offsets put them. Valid while block->buf is not NULL: the
-     * mapping never moves, and close sets buf to NULL, which every access
-     * checks first. */
-    unsigned char *data;
+    /* The block's format and code tables, where the private offsets put
+     * them. Like cells: valid while block->buf is not NULL (the mapping
+     * never moves; close sets buf to NULL, which every access checks
+     * first, the fast paths through `fast`). */
     uint64_t *formats;
     unsigned char *codes;
     /* Serializes this handle's writers, so two threads setting one item
      * cannot leave one's format beside the other's data. */
     pthread_mutex_t write_lock;
+    /* Where item i's data starts, for i in 0..len (cells[len]: the end of
+     * the data area): the data area plus a private copy of the block's
+     * offsets, validated at attach (non-decreasing multiples of 8 from 0,
+     * the last within the space left for data) and never re-read from the
+     * block. In the handle itself, so a fast path reaches its item's data
+     * with one load. */
+    unsigned char *cells[];
 };
 
 /* One item as an access sees it: its span, and the type and width that its
@@ -222,7 +224,7 @@ HOT int classify(const pshm_list *l, const char *what, int64_t index, item *it, 
     return 0;
 }
 
-/* Whether the list's block is open (l->data and the tables valid); if not,
+/* Whether the list's block is open (cells and the tables valid); if not,
  * the PSHM_ECLOSED message is set. */
 static bool list_open(const pshm_list *l, const char *what)
 {
@@ -252,10 +254,12 @@ HOT void load_meta(const pshm_list *l, size_t pos, uint64_t *format, int *code)
     *code = (signed char)__atomic_load_n(l->codes + pos, __ATOMIC_RELAXED);
 }
 
-/* The data of item pos (pos < len, the block open). */
-HOT unsigned char *cell_at(const pshm_list *l, size_t pos)
+/* The data of item pos and its size (pos < len, the block open). */
+HOT unsigned char *cell_at(const pshm_list *l, size_t pos) { return l->cells[pos]; }
+
+static size_t span_of(const pshm_list *l, size_t pos)
 {
-    return l->data + l->offsets[pos];
+    return (size_t)(l->cells[pos + 1] - l->cells[pos]);
 }
 
 /* Describe item pos from the copy of its format and code that load_meta
@@ -266,7 +270,7 @@ HOT int describe(const pshm_list *l, const char *what, int64_t index, size_t pos
     it->pos = pos;
     it->format = format;
     it->data = cell_at(l, pos);
-    it->span = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
+    it->span = span_of(l, pos);
     return classify(l, what, index, it, code);
 }
 
@@ -497,24 +501,26 @@ static void write_layout(unsigned char *buf, const pshm_value *values, size_t n,
     }
 }
 
-/* A handle owning `block` and `offsets`; frees neither on failure. */
-static pshm_list *list_new(pshm_block *block, size_t len, uint64_t *offsets)
+/* A handle owning `block` (not freed on failure), its cells made from the
+ * validated `offsets` (len + 1 of them; the caller frees them). */
+static pshm_list *list_new(pshm_block *block, size_t len, const uint64_t *offsets)
 {
-    pshm_list *l = calloc(1, sizeof *l);
+    pshm_list *l = calloc(1, sizeof *l + (len + 1) * sizeof l->cells[0]);
     if (l == NULL)
         return NULL;
     l->block = block;
     l->len = len;
-    l->offsets = offsets;
+    unsigned char *data = (unsigned char *)block->buf + data_at(len);
     l->fast.get = len;
-    for (size_t i = 0; i < len; i++)
-        if (offsets[i + 1] - offsets[i] < 8)
+    for (size_t i = 0; i <= len; i++) {
+        l->cells[i] = data + offsets[i];
+        if (i < len && offsets[i + 1] - offsets[i] < 8)
             l->fast.get = 0;
+    }
     l->fast.set = block->flags & PSHM_READONLY ? 0 : l->fast.get;
     block->fast = &l->fast;
-    l->data = (unsigned char *)block->buf + data_at(len);
-    l->formats = (uint64_t *)(l->data + offsets[len]); /* 8-byte aligned: see the top */
-    l->codes = l->data + offsets[len] + 8 * len;
+    l->formats = (uint64_t *)l->cells[len]; /* 8-byte aligned: see the top */
+    l->codes = l->cells[len] + 8 * len;
     pthread_mutex_init(&l->write_lock, NULL);
     return l;
 }
@@ -551,10 +557,10 @@ int pshm_list_create(pshm_list **out, const char *name, const pshm_value *values
     }
     write_layout(b->buf, values, n, offsets);
     pshm_list *l = list_new(b, n, offsets);
+    free(offsets);
     if (l == NULL) {
         pshm_block_unlink(b);
         pshm_block_free(b);
-        free(offsets);
         return err_set(PSHM_ELIMIT, "create \"%s\": out of memory", shown);
     }
     *out = l;
@@ -639,11 +645,9 @@ int pshm_list_attach(pshm_list **out, const char *name, unsigned flags)
     size_t len = 0;
     uint64_t *offsets = NULL;
     pshm_list *l = NULL;
-    if ((rc = read_layout(b, &len, &offsets)) == 0 &&
-        (l = list_new(b, len, offsets)) == NULL) {
-        free(offsets);
+    if ((rc = read_layout(b, &len, &offsets)) == 0 && (l = list_new(b, len, offsets)) == NULL)
         rc = err_set(PSHM_ELIMIT, "attach \"%s\": out of memory", b->name);
-    }
+    free(offsets);
     if (rc < 0) {
         pshm_block_free(b);
         return rc;
@@ -662,7 +666,6 @@ void pshm_list_free(pshm_list *l)
         return;
     pshm_block_free(l->block);
     pthread_mutex_destroy(&l->write_lock);
-    free(l->offsets);
     free(l);
 }
 
@@ -724,10 +727,11 @@ static int typed_item(const pshm_list *l, const char *what, int64_t index, pshm_
 }
 
 /* A typed get that the fast path did not serve: negative indices, other
- * types, and every failure. */
-static __attribute__((noinline)) int get_typed_general(const pshm_list *l, const char *what,
-                                                       int64_t index, pshm_type type,
-                                                       void *out)
+ * types, and every failure. The public call's arguments come first, in its
+ * order, so the fast path hands over without moving them. */
+static __attribute__((noinline)) int get_typed_general(const pshm_list *l, int64_t index,
+                                                       void *out, const char *what,
+                                                       pshm_type type)
 {
     if (l == NULL || out == NULL)
         return err_set(PSHM_EINVAL, "%s [%lld]: NULL list or result pointer", what,
@@ -747,7 +751,7 @@ HOT int get_typed(const pshm_list *l, const char *what, int64_t index, pshm_type
                   void *out)
 {
     if (!LIKELY(l != NULL && out != NULL && holds(l, index, l->fast.get, type)))
-        return get_typed_general(l, what, index, type, out);
+        return get_typed_general(l, index, out, what, type);
     uint64_t w = load_word(cell_at(l, (size_t)index));
     memcpy(out, &w, sizeof w);
     return 0;
@@ -806,7 +810,7 @@ int pshm_list_raw(const pshm_list *l, int64_t index, const void **ptr, size_t *a
     if (rc < 0)
         return rc;
     *ptr = cell_at(l, pos);
-    *allocated = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
+    *allocated = span_of(l, pos);
     return 0;
 }
 
@@ -1054,7 +1058,7 @@ int pshm_list_view_range(pshm_list *l, pshm_type type, size_t start, size_t coun
     size_t end = start + count;
     size_t other = first_other(l, type, start, end);
     for (size_t pos = start; pos < other; pos++)
-        if (l->offsets[pos + 1] - l->offsets[pos] != 8)
+        if (span_of(l, pos) != 8)
             return not_viewable(l, "view", pos, type);
     if (other < end)
         return not_viewable(l, "view", other, type);
