@@ -7,12 +7,14 @@
  *   list.set_str     store one 7-byte str item
  *   list.create_1000 create a 1,000-int list (random name, tracked as by
  *                    default), free it and unlink it; ns per list
- *   list.sum_1000    sum a 1,000-int list with pshm_list_get; ns per sum
+ *   list.sum_1000    sum a 1,000-int list, a get per item; ns per sum
  *
- * Impls: pshm, and int64_array (the same loop over a private int64_t array,
- * for get_int, set_int and sum_1000). For sum_1000 also pshm_view (the
- * array loop over a pshm_view of the list, taken once) and
- * pshm_view_checked (the same plus pshm_list_view_check after each sum).
+ * Impls: pshm (pshm_list_get / pshm_list_set with a pshm_value);
+ * pshm_typed (pshm_list_get_int / pshm_list_set_int), for get_int, set_int
+ * and sum_1000; int64_array (the same loop over a private int64_t array,
+ * for the same three). For sum_1000 also pshm_view (the array loop over a
+ * pshm_view of the list, taken once) and pshm_view_checked (the same plus
+ * pshm_list_view_check after each sum).
  * bench/py_list.py gives cpython.
  *
  * Output: "BENCH <figure> <impl> <ns_per_op>". PSHM_BENCH_SCALE multiplies
@@ -69,6 +71,15 @@ static void pshm_get_int(uint64_t count)
     }
 }
 
+static void typed_get_int(uint64_t count)
+{
+    int64_t v;
+    for (uint64_t i = 0; i < count; i++) {
+        pshm_list_get_int(ints, (int64_t)(i % CYCLE), &v);
+        sink = v;
+    }
+}
+
 static void array_get_int(uint64_t count)
 {
     for (uint64_t i = 0; i < count; i++) {
@@ -81,6 +92,12 @@ static void pshm_set_int(uint64_t count)
 {
     for (uint64_t i = 0; i < count; i++)
         pshm_list_set(ints, (int64_t)(i % CYCLE), pshm_int((int64_t)i));
+}
+
+static void typed_set_int(uint64_t count)
+{
+    for (uint64_t i = 0; i < count; i++)
+        pshm_list_set_int(ints, (int64_t)(i % CYCLE), (int64_t)i);
 }
 
 static void array_set_int(uint64_t count)
@@ -130,6 +147,18 @@ static void pshm_sum_1000(uint64_t count)
         for (int64_t i = 0; i < SUM_LEN; i++) {
             pshm_list_get(ints, i, &v);
             sum += v.u.i;
+        }
+        sink = sum;
+    }
+}
+
+static void typed_sum_1000(uint64_t count)
+{
+    for (uint64_t n = 0; n < count; n++) {
+        int64_t sum = 0, v;
+        for (int64_t i = 0; i < SUM_LEN; i++) {
+            pshm_list_get_int(ints, i, &v);
+            sum += v;
         }
         sink = sum;
     }
@@ -194,13 +223,16 @@ int main(void)
     make_lists();
     measure("list.get_int", "pshm", pshm_get_int);
     measure("list.get_int", "int64_array", array_get_int);
+    measure("list.get_int", "pshm_typed", typed_get_int);
     measure("list.set_int", "pshm", pshm_set_int);
     measure("list.set_int", "int64_array", array_set_int);
+    measure("list.set_int", "pshm_typed", typed_set_int);
     measure("list.get_str", "pshm", pshm_get_str);
     measure("list.set_str", "pshm", pshm_set_str);
     measure("list.create_1000", "pshm", pshm_create_1000);
     measure("list.sum_1000", "pshm", pshm_sum_1000);
     measure("list.sum_1000", "int64_array", array_sum_1000);
+    measure("list.sum_1000", "pshm_typed", typed_sum_1000);
     measure("list.sum_1000", "pshm_view", view_sum_1000);
     measure("list.sum_1000", "pshm_view_checked", view_checked_sum_1000);
     pshm_list_free(ints);

@@ -46,9 +46,11 @@ DESCRIPTIONS = {
         "where PSHM_POPULATE moves the cost, and whether it saves any.",
     "list.get_int":
         "Read one int item of a 1,000-item list (pshm_list_get vs sl[i]); "
+        "pshm_typed: pshm_list_get_int; "
         "int64_array: a plain int64_t array read, the floor.",
     "list.set_int":
-        "Write one int item (pshm_list_set vs sl[i] = v); int64_array: a plain store.",
+        "Write one int item (pshm_list_set vs sl[i] = v); pshm_typed: "
+        "pshm_list_set_int; int64_array: a plain store.",
     "list.get_str":
         "Read one str item (pshm: zero-copy pointer and length; CPython builds a str).",
     "list.set_str":
@@ -56,7 +58,8 @@ DESCRIPTIONS = {
     "list.create_1000":
         "Create a 1,000-item list of ints, then close and unlink it, ns per whole list.",
     "list.sum_1000":
-        "Sum the 1,000 int items of a list, ns per whole sum; int64_array: the same sum "
+        "Sum the 1,000 int items of a list, ns per whole sum (pshm: pshm_list_get per "
+        "item; pshm_typed: pshm_list_get_int per item); int64_array: the same sum "
         "over a plain array; pshm_view: that array loop over a pshm_view of the list; "
         "pshm_view_checked: the same plus pshm_list_view_check after each sum.",
     "manager.block_create":

@@ -382,6 +382,24 @@ PSHM_API int pshm_list_raw(const pshm_list *l, int64_t index, const void **ptr,
  */
 PSHM_API int pshm_list_set(pshm_list *l, int64_t index, pshm_value v);
 
+/*
+ * Typed get and set of a number, for hot loops over single items: no
+ * pshm_value to build or copy. pshm_list_get_int reads an int item into
+ * *out; any other type is PSHM_ETYPE naming what the item holds (no
+ * conversion: a float or a bool is not an int), and *out is then left
+ * untouched. pshm_list_set_int(l, i, v) is pshm_list_set(l, i,
+ * pshm_int(v)) in every respect: over an int it is one aligned 8-byte
+ * store without a lock; over any other type it changes the item's type
+ * as pshm_list_set does. The float twins do the same for doubles. Bad
+ * indices are PSHM_ERANGE (negative ones count from the end), as for
+ * pshm_list_get. make bench (list.get_int, list.set_int) gives their cost
+ * beside a plain int64_t array.
+ */
+PSHM_API int pshm_list_get_int(const pshm_list *l, int64_t index, int64_t *out);
+PSHM_API int pshm_list_get_float(const pshm_list *l, int64_t index, double *out);
+PSHM_API int pshm_list_set_int(pshm_list *l, int64_t index, int64_t v);
+PSHM_API int pshm_list_set_float(pshm_list *l, int64_t index, double v);
+
 /* Number of items equal to v under pshm_value_equal. */
 PSHM_API int pshm_list_count(const pshm_list *l, const pshm_value *v, size_t *count);
 

@@ -614,6 +614,8 @@ int pshm_block_close(pshm_block *b)
         if (munmap(b->buf, b->size) < 0)
             rc = err_errno(errno, "close", b->name, "munmap");
         b->buf = NULL;
+        if (b->fast != NULL)
+            *b->fast = (fast_limits){0, 0};
         global_unlock();
     }
     close_fd(b); /* releases our shared lock; a no-op the second time */

@@ -32,6 +32,16 @@ int err_errno(int errnum, const char *what, const char *name, const char *call);
 #define SHM_DIR "/dev/shm"
 
 /*
+ * How many items a shareable list's fast paths may serve (list.c): `get`
+ * by reads, `set` by same-type stores. Closing the list's block sets both
+ * to 0 (pshm_block_close), so the fast paths need no check of their own
+ * that the block is still mapped.
+ */
+typedef struct fast_limits {
+    size_t get, set;
+} fast_limits;
+
+/*
  * A handle. Invariants, for every handle a caller holds: fd >= 0 exactly while
  * buf != NULL (open); every open
  * handle holds a shared flock on its block, so a tracker can tell a block in
@@ -49,6 +59,7 @@ struct pshm_block {
     dev_t dev;
     ino_t ino;
     struct pshm_block *open_prev, *open_next; /* the open-handle list */
+    fast_limits *fast;                        /* of the list this block holds, or NULL */
 };
 
 /*

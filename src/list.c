@@ -51,15 +51,28 @@ enum back_transform { CODE_PLAIN = 0, CODE_STR = 1, CODE_BYTES = 2, CODE_NONE = 
 struct pshm_list {
     pshm_block *block;
     size_t len;
-    /* Private copy of the block's offsets (len + 1 entries), validated at
-     * attach: non-decreasing multiples of 8 from 0, the last within the
-     * space left for data. Never re-read from the block. */
-    uint64_t *offsets;
-    size_t formats_at; /* byte offset of the format table in the block */
-    size_t codes_at;   /* byte offset of the code table */
+    /* Items the fast paths may serve: fast.get = len if every item's span
+     * is at least 8 bytes (so a fixed type always fits: true of every list
+     * CPython or pshm makes), else 0; fast.set the same, or 0 if the list
+     * is read-only. Both 0 once the block is closed (block->fast points
+     * here). One compare then checks index, span, mode and mapping. */
+    fast_limits fast;
+    /* The block's format and code tables, where the private offsets put
+     * them. Like cells: valid while block->buf is not NULL (the mapping
+     * never moves; close sets buf to NULL, which every access checks
+     * first, the fast paths through `fast`). */
+    uint64_t *formats;
+    unsigned char *codes;
     /* Serializes this handle's writers, so two threads setting one item
      * cannot leave one's format beside the other's data. */
     pthread_mutex_t write_lock;
+    /* Where item i's data starts, for i in 0..len (cells[len]: the end of
+     * the data area): the data area plus a private copy of the block's
+     * offsets, validated at attach (non-decreasing multiples of 8 from 0,
+     * the last within the space left for data) and never re-read from the
+     * block. In the handle itself, so a fast path reaches its item's data
+     * with one load. */
+    unsigned char *cells[];
 };
 
 /* One item as an access sees it: its span, and the type and width that its
@@ -85,6 +98,8 @@ typedef struct item {
 
 /* For the few helpers on the get path: a call would cost more than they do. */
 #define HOT static inline __attribute__((always_inline))
+/* A fast path's condition: its code falls through, without a taken jump. */
+#define LIKELY(cond) __builtin_expect(!!(cond), 1)
 
 static size_t data_at(size_t len) { return (len + 2) * 8; }
 
@@ -209,12 +224,14 @@ HOT int classify(const pshm_list *l, const char *what, int64_t index, item *it, 
     return 0;
 }
 
-static unsigned char *list_buf(const pshm_list *l, const char *what)
+/* Whether the list's block is open (cells and the tables valid); if not,
+ * the PSHM_ECLOSED message is set. */
+static bool list_open(const pshm_list *l, const char *what)
 {
-    unsigned char *buf = l->block->buf;
-    if (buf == NULL)
-        err_set(PSHM_ECLOSED, "%s \"%s\": the list's block was closed", what, list_name(l));
-    return buf;
+    if (l->block->buf != NULL)
+        return true;
+    err_set(PSHM_ECLOSED, "%s \"%s\": the list's block was closed", what, list_name(l));
+    return false;
 }
 
 /* The position of `index` (negative counts from the end), or PSHM_ERANGE. */
@@ -231,23 +248,29 @@ static int position(const pshm_list *l, const char *what, int64_t index, size_t 
 }
 
 /* One copy of item pos's format and code (pos < len, the block open). */
-HOT void load_meta(const pshm_list *l, const unsigned char *buf, size_t pos, uint64_t *format,
-                   int *code)
+HOT void load_meta(const pshm_list *l, size_t pos, uint64_t *format, int *code)
 {
-    *format =
-        __atomic_load_n((const uint64_t *)(buf + l->formats_at + pos * 8), __ATOMIC_RELAXED);
-    *code = (signed char)__atomic_load_n(buf + l->codes_at + pos, __ATOMIC_RELAXED);
+    *format = __atomic_load_n(l->formats + pos, __ATOMIC_RELAXED);
+    *code = (signed char)__atomic_load_n(l->codes + pos, __ATOMIC_RELAXED);
+}
+
+/* The data of item pos and its size (pos < len, the block open). */
+HOT unsigned char *cell_at(const pshm_list *l, size_t pos) { return l->cells[pos]; }
+
+static size_t span_of(const pshm_list *l, size_t pos)
+{
+    return (size_t)(l->cells[pos + 1] - l->cells[pos]);
 }
 
 /* Describe item pos from the copy of its format and code that load_meta
  * made: every later decision rests on that copy alone. */
-HOT int describe(const pshm_list *l, const char *what, int64_t index, unsigned char *buf,
-                 size_t pos, uint64_t format, int code, item *it)
+HOT int describe(const pshm_list *l, const char *what, int64_t index, size_t pos,
+                 uint64_t format, int code, item *it)
 {
     it->pos = pos;
     it->format = format;
-    it->data = buf + data_at(l->len) + l->offsets[pos];
-    it->span = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
+    it->data = cell_at(l, pos);
+    it->span = span_of(l, pos);
     return classify(l, what, index, it, code);
 }
 
@@ -255,8 +278,7 @@ HOT int describe(const pshm_list *l, const char *what, int64_t index, unsigned c
  * Inlined: it is most of the cost of a get. */
 HOT int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
 {
-    unsigned char *buf = list_buf(l, what);
-    if (buf == NULL)
+    if (!list_open(l, what))
         return PSHM_ECLOSED;
     size_t pos;
     int rc = position(l, what, index, &pos);
@@ -264,37 +286,22 @@ HOT int find_item(const pshm_list *l, const char *what, int64_t index, item *it)
         return rc;
     uint64_t format;
     int code;
-    load_meta(l, buf, pos, &format, &code);
-    return describe(l, what, index, buf, pos, format, code, it);
+    load_meta(l, pos, &format, &code);
+    return describe(l, what, index, pos, format, code, it);
 }
 
 /*
- * The fast paths of get and set, in two steps. peek(): the block's bytes
- * and item `index`'s format and code, if the handle is open and
- * 0 <= index < len; else NULL, and the caller takes the general path
- * (find_item), which handles negative indices and reports every failure.
+ * The fast paths of get and set. peek(): item `index`'s format and code,
+ * if 0 <= index < limit (l->fast.get or l->fast.set); else false, and the
+ * caller takes the general path (find_item), which handles negative
+ * indices, short spans and read-only lists, and reports every failure.
  */
-HOT unsigned char *peek(const pshm_list *l, int64_t index, uint64_t *format, int *code)
+HOT bool peek(const pshm_list *l, int64_t index, size_t limit, uint64_t *format, int *code)
 {
-    unsigned char *buf = l->block->buf;
-    if (buf == NULL || (uint64_t)index >= l->len)
-        return NULL;
-    load_meta(l, buf, (size_t)index, format, code);
-    return buf;
-}
-
-/* fixed_cell(): the data of the item peek() saw if it holds an int, float,
- * bool or None in a span of at least 8 bytes (what classify() would say
- * too), with its type in *type; else NULL. */
-HOT unsigned char *fixed_cell(const pshm_list *l, unsigned char *buf, size_t pos,
-                              uint64_t format, int code, pshm_type *type)
-{
-    const uint64_t *span = l->offsets + pos;
-    int t = fixed_type(format, code);
-    if (t < 0 || span[1] - span[0] < 8)
-        return NULL;
-    *type = (pshm_type)t;
-    return buf + data_at(l->len) + span[0];
+    if (!LIKELY((uint64_t)index < limit))
+        return false;
+    load_meta(l, (size_t)index, format, code);
+    return true;
 }
 
 /* ---- values ------------------------------------------------------------ */
@@ -389,9 +396,17 @@ static int code_of(pshm_type t)
                              : CODE_PLAIN;
 }
 
-static bool is_fixed(pshm_type t)
+static const char *article(pshm_type t) { return t == PSHM_INT ? "an" : "a"; }
+
+/* Whether peek() serves item `index` under `limit` and it holds a `type`
+ * (int, float, bool or None): the fast path of the typed calls and of a
+ * same-type set, which then use cell_at(). With a constant type, the
+ * compiler keeps only that type's two compares. */
+HOT bool holds(const pshm_list *l, int64_t index, size_t limit, pshm_type type)
 {
-    return t == PSHM_INT || t == PSHM_FLOAT || t == PSHM_BOOL || t == PSHM_NONE;
+    uint64_t format;
+    int code;
+    return peek(l, index, limit, &format, &code) && fixed_type(format, code) == (int)type;
 }
 
 /* A numeric, bool or None value's 8-byte struct packing, as one word. */
@@ -486,17 +501,26 @@ static void write_layout(unsigned char *buf, const pshm_value *values, size_t n,
     }
 }
 
-/* A handle owning `block` and `offsets`; frees neither on failure. */
-static pshm_list *list_new(pshm_block *block, size_t len, uint64_t *offsets)
+/* A handle owning `block` (not freed on failure), its cells made from the
+ * validated `offsets` (len + 1 of them; the caller frees them). */
+static pshm_list *list_new(pshm_block *block, size_t len, const uint64_t *offsets)
 {
-    pshm_list *l = calloc(1, sizeof *l);
+    pshm_list *l = calloc(1, sizeof *l + (len + 1) * sizeof l->cells[0]);
     if (l == NULL)
         return NULL;
     l->block = block;
     l->len = len;
-    l->offsets = offsets;
-    l->formats_at = data_at(len) + offsets[len];
-    l->codes_at = l->formats_at + 8 * len;
+    unsigned char *data = (unsigned char *)block->buf + data_at(len);
+    l->fast.get = len;
+    for (size_t i = 0; i <= len; i++) {
+        l->cells[i] = data + offsets[i];
+        if (i < len && offsets[i + 1] - offsets[i] < 8)
+            l->fast.get = 0;
+    }
+    l->fast.set = block->flags & PSHM_READONLY ? 0 : l->fast.get;
+    block->fast = &l->fast;
+    l->formats = (uint64_t *)l->cells[len]; /* 8-byte aligned: see the top */
+    l->codes = l->cells[len] + 8 * len;
     pthread_mutex_init(&l->write_lock, NULL);
     return l;
 }
@@ -533,10 +557,10 @@ int pshm_list_create(pshm_list **out, const char *name, const pshm_value *values
     }
     write_layout(b->buf, values, n, offsets);
     pshm_list *l = list_new(b, n, offsets);
+    free(offsets);
     if (l == NULL) {
         pshm_block_unlink(b);
         pshm_block_free(b);
-        free(offsets);
         return err_set(PSHM_ELIMIT, "create \"%s\": out of memory", shown);
     }
     *out = l;
@@ -621,11 +645,9 @@ int pshm_list_attach(pshm_list **out, const char *name, unsigned flags)
     size_t len = 0;
     uint64_t *offsets = NULL;
     pshm_list *l = NULL;
-    if ((rc = read_layout(b, &len, &offsets)) == 0 &&
-        (l = list_new(b, len, offsets)) == NULL) {
-        free(offsets);
+    if ((rc = read_layout(b, &len, &offsets)) == 0 && (l = list_new(b, len, offsets)) == NULL)
         rc = err_set(PSHM_ELIMIT, "attach \"%s\": out of memory", b->name);
-    }
+    free(offsets);
     if (rc < 0) {
         pshm_block_free(b);
         return rc;
@@ -644,7 +666,6 @@ void pshm_list_free(pshm_list *l)
         return;
     pshm_block_free(l->block);
     pthread_mutex_destroy(&l->write_lock);
-    free(l->offsets);
     free(l);
 }
 
@@ -654,8 +675,8 @@ size_t pshm_list_len(const pshm_list *l) { return l ? l->len : 0; }
 
 /* ---- get --------------------------------------------------------------- */
 
-/* A get that peek() could not serve: negative indices, and every failure
- * but a malformed item. Out of line, as are the two below, so the fast
+/* A get that peek() could not serve: negative indices, lists with a span
+ * under 8 bytes, a closed block, and every failure but a malformed item. Out of line, as are the two below, so the fast
  * path stays small. */
 static __attribute__((noinline)) int get_general(const pshm_list *l, int64_t index,
                                                  pshm_value *out)
@@ -671,27 +692,79 @@ static __attribute__((noinline)) int get_general(const pshm_list *l, int64_t ind
 /* A get of an item peek() saw that is not a fixed type: str, bytes, or
  * malformed. Continues from peek()'s copy of the format and code. */
 static __attribute__((noinline)) int get_peeked(const pshm_list *l, int64_t index,
-                                                unsigned char *buf, uint64_t format, int code,
-                                                pshm_value *out)
+                                                uint64_t format, int code, pshm_value *out)
 {
     item it;
-    int rc = describe(l, "get", index, buf, (size_t)index, format, code, &it);
+    int rc = describe(l, "get", index, (size_t)index, format, code, &it);
     return rc < 0 ? rc : read_item(l, "get", index, &it, out);
 }
 
 int pshm_list_get(const pshm_list *l, int64_t index, pshm_value *out)
 {
-    unsigned char *buf;
-    const unsigned char *cell;
     uint64_t format;
-    int code;
-    pshm_type type;
-    if (l == NULL || out == NULL || (buf = peek(l, index, &format, &code)) == NULL)
+    int code, type;
+    if (!LIKELY(l != NULL && out != NULL && peek(l, index, l->fast.get, &format, &code)))
         return get_general(l, index, out);
-    if ((cell = fixed_cell(l, buf, (size_t)index, format, code, &type)) == NULL)
-        return get_peeked(l, index, buf, format, code, out);
-    read_fixed(cell, type, out);
+    if (!LIKELY((type = fixed_type(format, code)) >= 0))
+        return get_peeked(l, index, format, code, out);
+    read_fixed(cell_at(l, (size_t)index), (pshm_type)type, out);
     return 0;
+}
+
+/* An item of `type` by the general path: PSHM_ETYPE naming what it holds
+ * if it is another type. */
+static int typed_item(const pshm_list *l, const char *what, int64_t index, pshm_type type,
+                      item *it)
+{
+    int rc = find_item(l, what, index, it);
+    if (rc < 0)
+        return rc;
+    if (it->type != type)
+        return err_set(PSHM_ETYPE, "%s \"%s\"[%lld]: the item is %s %s, not %s %s", what,
+                       list_name(l), (long long)index, article(it->type), type_name(it->type),
+                       article(type), type_name(type));
+    return 0;
+}
+
+/* A typed get that the fast path did not serve: negative indices, other
+ * types, and every failure. The public call's arguments come first, in its
+ * order, so the fast path hands over without moving them. */
+static __attribute__((noinline)) int get_typed_general(const pshm_list *l, int64_t index,
+                                                       void *out, const char *what,
+                                                       pshm_type type)
+{
+    if (l == NULL || out == NULL)
+        return err_set(PSHM_EINVAL, "%s [%lld]: NULL list or result pointer", what,
+                       (long long)index);
+    item it;
+    int rc = typed_item(l, what, index, type, &it);
+    if (rc < 0)
+        return rc;
+    uint64_t w = load_word(it.data);
+    memcpy(out, &w, sizeof w);
+    return 0;
+}
+
+/* Item `index` of `type` (int or float) as its 8 bytes into *out (an
+ * int64_t or a double); *out is left untouched on failure. */
+HOT int get_typed(const pshm_list *l, const char *what, int64_t index, pshm_type type,
+                  void *out)
+{
+    if (!LIKELY(l != NULL && out != NULL && holds(l, index, l->fast.get, type)))
+        return get_typed_general(l, index, out, what, type);
+    uint64_t w = load_word(cell_at(l, (size_t)index));
+    memcpy(out, &w, sizeof w);
+    return 0;
+}
+
+int pshm_list_get_int(const pshm_list *l, int64_t index, int64_t *out)
+{
+    return get_typed(l, "get_int", index, PSHM_INT, out);
+}
+
+int pshm_list_get_float(const pshm_list *l, int64_t index, double *out)
+{
+    return get_typed(l, "get_float", index, PSHM_FLOAT, out);
 }
 
 int pshm_list_get_copy(const pshm_list *l, int64_t index, pshm_value *out, void *buf,
@@ -730,15 +803,14 @@ int pshm_list_raw(const pshm_list *l, int64_t index, const void **ptr, size_t *a
     if (l == NULL || ptr == NULL || allocated == NULL)
         return err_set(PSHM_EINVAL, "raw [%lld]: NULL list or result pointer",
                        (long long)index);
-    unsigned char *buf = list_buf(l, "raw");
-    if (buf == NULL)
+    if (!list_open(l, "raw"))
         return PSHM_ECLOSED;
     size_t pos = 0;
     int rc = position(l, "raw", index, &pos);
     if (rc < 0)
         return rc;
-    *ptr = buf + data_at(l->len) + l->offsets[pos];
-    *allocated = (size_t)(l->offsets[pos + 1] - l->offsets[pos]);
+    *ptr = cell_at(l, pos);
+    *allocated = span_of(l, pos);
     return 0;
 }
 
@@ -805,9 +877,8 @@ static int set_locked(pshm_list *l, int64_t index, const pshm_value *v)
     uint64_t word;
     memcpy(&word, format, sizeof word);
     if (word != it.format || v->type != it.type) {
-        unsigned char *buf = pshm_block_buf(l->block);
-        store_word(buf + l->formats_at + it.pos * 8, word);
-        __atomic_store_n(buf + l->codes_at + it.pos, (unsigned char)code_of(v->type),
+        __atomic_store_n(l->formats + it.pos, word, __ATOMIC_RELAXED);
+        __atomic_store_n(l->codes + it.pos, (unsigned char)code_of(v->type),
                          __ATOMIC_RELAXED);
         /* The new format is visible before any of the new data: a view's
          * check that runs after its reads sees every type change whose
@@ -840,22 +911,44 @@ static __attribute__((noinline)) int set_general(pshm_list *l, int64_t index,
  * needs no new format or code: it is one aligned 8-byte store, without the
  * lock (the lock orders format, code and data of a type change; there is
  * nothing to order here). See pshm.h for what a race with a type change
- * of the same item leaves.
+ * of the same item leaves. same_type() says whether that store serves
+ * a value of `type`; if not, the caller takes set_general().
  */
+HOT bool same_type(pshm_list *l, int64_t index, pshm_type type)
+{
+    return l != NULL && holds(l, index, l->fast.set, type);
+}
+
 int pshm_list_set(pshm_list *l, int64_t index, pshm_value v)
 {
-    unsigned char *buf, *cell;
-    uint64_t format;
-    int code;
-    pshm_type type;
-    if (l != NULL && is_fixed(v.type) && !(l->block->flags & PSHM_READONLY) &&
-        (buf = peek(l, index, &format, &code)) != NULL &&
-        (cell = fixed_cell(l, buf, (size_t)index, format, code, &type)) != NULL &&
-        type == v.type) {
-        store_word(cell, fixed_word(&v));
-        return 0;
+    if (!LIKELY(same_type(l, index, v.type)))
+        return set_general(l, index, &v);
+    store_word(cell_at(l, (size_t)index), fixed_word(&v));
+    return 0;
+}
+
+/* The typed sets build a pshm_value only on the general path: building it
+ * first would cost more than the store. */
+int pshm_list_set_int(pshm_list *l, int64_t index, int64_t v)
+{
+    if (!LIKELY(same_type(l, index, PSHM_INT))) {
+        pshm_value value = pshm_int(v);
+        return set_general(l, index, &value);
     }
-    return set_general(l, index, &v);
+    store_word(cell_at(l, (size_t)index), (uint64_t)v);
+    return 0;
+}
+
+int pshm_list_set_float(pshm_list *l, int64_t index, double v)
+{
+    if (!LIKELY(same_type(l, index, PSHM_FLOAT))) {
+        pshm_value value = pshm_float(v);
+        return set_general(l, index, &value);
+    }
+    uint64_t w;
+    memcpy(&w, &v, sizeof w);
+    store_word(cell_at(l, (size_t)index), w);
+    return 0;
 }
 
 /* ---- atomics ----------------------------------------------------------- */
@@ -873,11 +966,8 @@ static int int_cell(pshm_list *l, const char *what, int64_t index, uint64_t **ce
         return err_set(PSHM_EINVAL, "%s [%lld]: NULL list", what, (long long)index);
     item it;
     int rc = check_writable(l, what, index);
-    if (rc < 0 || (rc = find_item(l, what, index, &it)) < 0)
+    if (rc < 0 || (rc = typed_item(l, what, index, PSHM_INT, &it)) < 0)
         return rc;
-    if (it.type != PSHM_INT)
-        return err_set(PSHM_ETYPE, "%s \"%s\"[%lld]: the item is a %s, not an int", what,
-                       list_name(l), (long long)index, type_name(it.type));
     *cell = (uint64_t *)it.data; /* 8-byte aligned: see the top of this file */
     return 0;
 }
@@ -923,15 +1013,12 @@ int pshm_list_cas(pshm_list *l, int64_t index, int64_t *expected, int64_t desire
 
 /* The first item in [start, end) whose format or code is not those of
  * `type` (PSHM_INT or PSHM_FLOAT), or end. 9 bytes read per item. */
-static size_t first_other(const pshm_list *l, const unsigned char *buf, pshm_type type,
-                          size_t start, size_t end)
+static size_t first_other(const pshm_list *l, pshm_type type, size_t start, size_t end)
 {
     uint64_t want = format_word(fixed_format(type));
-    const uint64_t *formats = (const uint64_t *)(buf + l->formats_at);
-    const unsigned char *codes = buf + l->codes_at;
     for (size_t pos = start; pos < end; pos++)
-        if (__atomic_load_n(formats + pos, __ATOMIC_RELAXED) != want ||
-            __atomic_load_n(codes + pos, __ATOMIC_RELAXED) != CODE_PLAIN)
+        if (__atomic_load_n(l->formats + pos, __ATOMIC_RELAXED) != want ||
+            __atomic_load_n(l->codes + pos, __ATOMIC_RELAXED) != CODE_PLAIN)
             return pos;
     return end;
 }
@@ -945,10 +1032,10 @@ static int not_viewable(const pshm_list *l, const char *what, size_t pos, pshm_t
     if (rc < 0)
         return rc;
     return err_set(PSHM_ETYPE,
-                   "%s \"%s\"[%zu]: the item is a%s %s in %zu bytes; a view needs "
+                   "%s \"%s\"[%zu]: the item is %s %s in %zu bytes; a view needs "
                    "%ss of exactly 8 bytes each",
-                   what, list_name(l), pos, it.type == PSHM_INT ? "n" : "",
-                   type_name(it.type), it.span, type_name(type));
+                   what, list_name(l), pos, article(it.type), type_name(it.type), it.span,
+                   type_name(type));
 }
 
 static bool viewable_type(pshm_type type) { return type == PSHM_INT || type == PSHM_FLOAT; }
@@ -961,8 +1048,7 @@ int pshm_list_view_range(pshm_list *l, pshm_type type, size_t start, size_t coun
     if (!viewable_type(type))
         return err_set(PSHM_EINVAL, "view \"%s\": a view holds ints or floats, not type %d",
                        list_name(l), (int)type);
-    unsigned char *buf = list_buf(l, "view");
-    if (buf == NULL)
+    if (!list_open(l, "view"))
         return PSHM_ECLOSED;
     if (start > l->len || count > l->len - start)
         return err_set(PSHM_ERANGE,
@@ -970,13 +1056,13 @@ int pshm_list_view_range(pshm_list *l, pshm_type type, size_t start, size_t coun
                        "of %zu items",
                        list_name(l), count, start, l->len);
     size_t end = start + count;
-    size_t other = first_other(l, buf, type, start, end);
+    size_t other = first_other(l, type, start, end);
     for (size_t pos = start; pos < other; pos++)
-        if (l->offsets[pos + 1] - l->offsets[pos] != 8)
+        if (span_of(l, pos) != 8)
             return not_viewable(l, "view", pos, type);
     if (other < end)
         return not_viewable(l, "view", other, type);
-    unsigned char *values = buf + data_at(l->len) + l->offsets[start];
+    unsigned char *values = cell_at(l, start);
     *out = (pshm_view){.list = l,
                        .type = type,
                        .start = start,
@@ -1000,14 +1086,13 @@ int pshm_list_view_check(const pshm_view *view)
         view->count > l->len - view->start)
         return err_set(PSHM_EINVAL, "view_check \"%s\": not a view pshm_list_view made",
                        list_name(l));
-    const unsigned char *buf = list_buf(l, "view_check");
-    if (buf == NULL)
+    if (!list_open(l, "view_check"))
         return PSHM_ECLOSED;
     /* The caller's reads through the view come before the formats read
      * here; set_locked() publishes a new format before its data. */
     FENCE(__ATOMIC_ACQUIRE);
     size_t end = view->start + view->count;
-    size_t other = first_other(l, buf, view->type, view->start, end);
+    size_t other = first_other(l, view->type, view->start, end);
     return other < end ? not_viewable(l, "view_check", other, view->type) : 0;
 }
 

@@ -7,7 +7,8 @@
  * with the tracker while others map and unmap), attach, write and verify,
  * close, unlink, and fail on purpose, checking that each thread's error
  * message is its own; add atomically to one list item; get and set list
- * items of unchanging types (the lock-free path) and see only whole values;
+ * items of unchanging types (the lock-free path, with pshm_value and with
+ * the typed calls) and see only whole values;
  * share one manager handle for block requests and releases.
  *
  * The tracker is started from the main thread first. Under ThreadSanitizer
@@ -125,6 +126,32 @@ static void *same_type_sets(void *arg)
     return NULL;
 }
 
+/* The same race through pshm_list_get_int/_float and set_int/_float. */
+static void *typed_sets(void *arg)
+{
+    int id = (int)(intptr_t)arg;
+    for (int r = 0; r < 2000; r++) {
+        int64_t index = (r * 7 + id) % MIXED_ITEMS;
+        int rc = index % 2 ? pshm_list_set_float(shared_list, index, id + 0.5)
+                           : pshm_list_set_int(shared_list, index, id * INT_PATTERN);
+        CHECK(rc == 0, "%s", pshm_last_error());
+        index = (r * 5 + id + 1) % MIXED_ITEMS;
+        int64_t i;
+        double f;
+        if (index % 2) {
+            CHECK(pshm_list_get_float(shared_list, index, &f) == 0, "%s", pshm_last_error());
+            double whole = f - 0.5;
+            CHECK(whole == (int)whole && whole >= 0 && whole < THREADS, "item %lld read %g",
+                  (long long)index, f);
+        } else {
+            CHECK(pshm_list_get_int(shared_list, index, &i) == 0, "%s", pshm_last_error());
+            CHECK(i % INT_PATTERN == 0 && i >= 0 && i / INT_PATTERN < THREADS,
+                  "item %lld read %llx", (long long)index, (unsigned long long)i);
+        }
+    }
+    return NULL;
+}
+
 static void run(const char *what, void *(*fn)(void *))
 {
     pthread_t t[THREADS];
@@ -179,6 +206,7 @@ int main(void)
         return 1;
     }
     run("same-type gets and sets from 8 threads", same_type_sets);
+    run("typed gets and sets from 8 threads", typed_sets);
     pshm_block_unlink(pshm_list_block(shared_list));
     pshm_list_free(shared_list);
 

@@ -409,6 +409,14 @@ Test(list, closed_block_is_reported)
     pshm_value v;
     ASSERT_FAILS(pshm_list_get(l, 0, &v), PSHM_ECLOSED);
     ASSERT_FAILS(pshm_list_set(l, 0, pshm_int(2)), PSHM_ECLOSED);
+    /* The typed calls' fast paths stop at close too (they would read and
+     * write the unmapped block otherwise). */
+    int64_t i;
+    double f;
+    ASSERT_FAILS(pshm_list_get_int(l, 0, &i), PSHM_ECLOSED);
+    ASSERT_FAILS(pshm_list_set_int(l, 0, 2), PSHM_ECLOSED);
+    ASSERT_FAILS(pshm_list_get_float(l, 0, &f), PSHM_ECLOSED);
+    ASSERT_FAILS(pshm_list_set_float(l, 0, 2.5), PSHM_ECLOSED);
     char *text;
     ASSERT_FAILS(pshm_list_repr(l, &text), PSHM_ECLOSED);
     finish(l);
@@ -904,4 +912,168 @@ Test(list, same_type_sets_keep_refusals)
     ASSERT_FAILS(pshm_list_get(l, 1, &got), PSHM_ECORRUPT);
     cr_assert_eq(data_word(l, 1, 2), 10);
     finish(l);
+}
+
+/* ---- typed get and set ------------------------------------------------- */
+
+/* [1, 1.5, True, None, 'abc'] named `name`: one item of each kind. */
+static pshm_list *one_of_each(const char *name)
+{
+    pshm_value in[] = {pshm_int(1), pshm_float(1.5), pshm_bool(true), pshm_none(),
+                       pshm_str("abc")};
+    return make(name, in, 5);
+}
+
+/* pshm_list_get_int/_float read their own type only; the sets are
+ * pshm_list_set of pshm_int/pshm_float: same bytes, same type changes. */
+Test(list, typed_calls_read_write_and_change_types_as_set_does)
+{
+    const char *name = new_name("typed");
+    pshm_list *l = one_of_each(name);
+    int64_t i = 0;
+    double f = 0;
+    ASSERT_OK(pshm_list_get_int(l, 0, &i));
+    cr_assert_eq(i, 1);
+    ASSERT_OK(pshm_list_get_int(l, -5, &i));
+    cr_assert_eq(i, 1);
+    ASSERT_OK(pshm_list_get_float(l, 1, &f));
+    cr_assert_eq(f, 1.5);
+    ASSERT_OK(pshm_list_set_int(l, 0, -7));
+    ASSERT_OK(pshm_list_set_float(l, -4, -0.5));
+    double want = -0.5;
+    uint64_t fw;
+    memcpy(&fw, &want, sizeof fw);
+    cr_assert_eq(data_word(l, 0, 5), (uint64_t)-7);
+    cr_assert_eq(data_word(l, 1, 5), fw);
+    cr_assert_eq(get_int(l, 0), -7);
+    /* Over other types: the type changes, format and code as CPython's. */
+    ASSERT_OK(pshm_list_set_int(l, 1, 1));
+    ASSERT_OK(pshm_list_set_float(l, 2, 0.25));
+    ASSERT_OK(pshm_list_set_int(l, 3, INT64_MIN));
+    ASSERT_OK(pshm_list_set_float(l, 4, 1e300));
+    ASSERT_OK(pshm_list_set_float(l, 0, -0.0));
+    assert_format(l, "dqdqd");
+    char repr[160];
+    snprintf(repr, sizeof repr,
+             "ShareableList([-0.0, 1, 0.25, -9223372036854775808, 1e+300], name='%s')", name);
+    assert_repr(l, repr);
+    ASSERT_OK(pshm_list_get_int(l, 3, &i));
+    cr_assert_eq(i, INT64_MIN);
+    ASSERT_OK(pshm_list_get_float(l, 4, &f));
+    cr_assert_eq(f, 1e300);
+    finish(l);
+}
+
+/* A typed get of another type, a bad index or a bad argument fails with
+ * the item's own error, naming the call, and leaves *out alone. */
+Test(list, typed_calls_refuse_other_types_and_bad_indices)
+{
+    pshm_list *l = one_of_each(new_name("refuse"));
+    int64_t i = 42;
+    double f = 4.25;
+    ASSERT_FAILS(pshm_list_get_int(l, 1, &i), PSHM_ETYPE);
+    ASSERT_MESSAGE("get_int \"");
+    ASSERT_MESSAGE("[1]: the item is a float, not an int");
+    ASSERT_FAILS(pshm_list_get_int(l, 2, &i), PSHM_ETYPE);
+    ASSERT_MESSAGE("[2]: the item is a bool, not an int");
+    ASSERT_FAILS(pshm_list_get_int(l, -2, &i), PSHM_ETYPE);
+    ASSERT_MESSAGE("[-2]: the item is a None, not an int");
+    ASSERT_FAILS(pshm_list_get_int(l, 4, &i), PSHM_ETYPE);
+    ASSERT_MESSAGE("[4]: the item is a str, not an int");
+    ASSERT_FAILS(pshm_list_get_float(l, 0, &f), PSHM_ETYPE);
+    ASSERT_MESSAGE("get_float \"");
+    ASSERT_MESSAGE("[0]: the item is an int, not a float");
+    cr_assert(i == 42 && f == 4.25, "a failed get must not touch *out");
+    ASSERT_FAILS(pshm_list_get_int(l, 5, &i), PSHM_ERANGE);
+    ASSERT_MESSAGE("index out of range for a list of 5 items");
+    ASSERT_FAILS(pshm_list_get_int(l, -6, &i), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_get_float(l, INT64_MIN, &f), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_set_int(l, 5, 1), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_set_int(l, INT64_MAX, 1), PSHM_ERANGE);
+    ASSERT_FAILS(pshm_list_set_float(l, -6, 1), PSHM_ERANGE);
+    cr_assert(i == 42 && f == 4.25, "a failed get must not touch *out");
+    ASSERT_FAILS(pshm_list_get_int(NULL, 0, &i), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_get_int(l, 0, NULL), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_get_float(l, 1, NULL), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_set_int(NULL, 0, 1), PSHM_EINVAL);
+    ASSERT_FAILS(pshm_list_set_float(NULL, 0, 1), PSHM_EINVAL);
+    /* A "q" format with a str's code is malformed: neither an int to read
+     * nor one to overwrite. */
+    raw_buf(l)[(5 + 2) * 8 + 5 * 8 + 5 * 8 + 0] = 1; /* item 0's code */
+    ASSERT_FAILS(pshm_list_get_int(l, 0, &i), PSHM_ECORRUPT);
+    ASSERT_FAILS(pshm_list_set_int(l, 0, 9), PSHM_ECORRUPT);
+    cr_assert_eq(data_word(l, 0, 5), 1);
+    finish(l);
+}
+
+/* A read-only handle reads through the typed calls and writes nothing. */
+Test(list, typed_sets_refuse_read_only_lists)
+{
+    const char *name = new_name("typed_ro");
+    pshm_value in[] = {pshm_int(1), pshm_float(1.5)};
+    pshm_list *l = make(name, in, 2), *ro;
+    ASSERT_OK(pshm_list_attach(&ro, name, PSHM_READONLY | PSHM_UNTRACKED));
+    int64_t i = 0;
+    ASSERT_OK(pshm_list_get_int(ro, 0, &i));
+    cr_assert_eq(i, 1);
+    ASSERT_FAILS(pshm_list_set_int(ro, 0, 2), PSHM_EACCES);
+    ASSERT_FAILS(pshm_list_set_float(ro, 1, 2.5), PSHM_EACCES);
+    ASSERT_FAILS(pshm_list_set_int(ro, 1, 2), PSHM_EACCES);
+    pshm_list_free(ro);
+    cr_assert_eq(get_int(l, 0), 1);
+    finish(l);
+}
+
+/* Every item's type is read afresh: a change made by another process is
+ * seen by the next typed call. */
+Test(list, typed_gets_see_another_process_change_the_type)
+{
+    const char *name = new_name("typed_child");
+    pshm_list *l = ints(name, 4);
+    int64_t i = 0;
+    ASSERT_OK(pshm_list_get_int(l, 2, &i));
+    cr_assert_eq(i, 20);
+    set_in_child(name, 2, pshm_str("x"));
+    ASSERT_FAILS(pshm_list_get_int(l, 2, &i), PSHM_ETYPE);
+    ASSERT_MESSAGE("the item is a str, not an int");
+    ASSERT_FAILS(pshm_list_get_float(l, 2, NULL), PSHM_EINVAL);
+    set_in_child(name, 2, pshm_float(0.5));
+    double f = 0;
+    ASSERT_OK(pshm_list_get_float(l, 2, &f));
+    cr_assert_eq(f, 0.5);
+    ASSERT_OK(pshm_list_set_int(l, 2, 3));
+    cr_assert_eq(get_int(l, 2), 3);
+    finish(l);
+}
+
+/*
+ * A hand-made list whose item 0 has a span of 0 bytes under an int's "q"
+ * format: the fast paths serve no item of such a list, so the item is
+ * refused as malformed (its 8 bytes would be item 1's), by every call.
+ */
+Test(list, fast_paths_leave_short_spans_to_the_checks)
+{
+    const char *name = new_name("short");
+    pshm_list *owner = victim(name), *l;
+    put64(owner, 16, 0); /* offsets 0, 0, 16, 24: item 0's span is 0 */
+    ASSERT_OK(pshm_list_attach(&l, name, PSHM_UNTRACKED));
+    int64_t i = 0;
+    pshm_value v;
+    ASSERT_FAILS(pshm_list_get_int(l, 0, &i), PSHM_ECORRUPT);
+    ASSERT_MESSAGE("the format covers more bytes than the item's span");
+    ASSERT_FAILS(pshm_list_get(l, 0, &v), PSHM_ECORRUPT);
+    ASSERT_FAILS(pshm_list_set_int(l, 0, 9), PSHM_ECORRUPT);
+    ASSERT_FAILS(pshm_list_set(l, 0, pshm_int(9)), PSHM_ECORRUPT);
+    cr_assert_eq(i, 0);
+    int64_t first;
+    memcpy(&first, raw_buf(owner) + 40, 8); /* the data area's first word */
+    cr_assert_eq(first, 7, "a refused set must write nothing");
+    /* The None item, 8 bytes wide, is still served (by the general path). */
+    ASSERT_OK(pshm_list_get(l, 2, &v));
+    cr_assert_eq(v.type, PSHM_NONE);
+    ASSERT_OK(pshm_list_set_int(l, 2, 5));
+    ASSERT_OK(pshm_list_get_int(l, 2, &i));
+    cr_assert_eq(i, 5);
+    pshm_list_free(l);
+    finish(owner);
 }

@@ -3,8 +3,10 @@
 The list_tool helper runs an "ops" session (one command per line on its
 stdin, one answer line each) on a list that CPython also holds, so what C
 writes through a view CPython reads, a type change CPython makes is seen
-by the C side's view check, and random sequences of operations applied to
-a C-driven list and to a CPython twin leave the two blocks byte-identical.
+by the C side's view check, and random sequences of operations (gets,
+sets, the typed pshm_list_get_int/_float and set_int/_float, views)
+applied to a C-driven list and to a CPython twin leave the two blocks
+byte-identical.
 
 Lists are made by CPython here; the C side only attaches (untracked).
 """
@@ -126,14 +128,28 @@ class Views(unittest.TestCase):
             return rng.uniform(-1e300, 1e300)
         return rng.choice(self.VALUES)
 
+    TYPED = {"iget": int, "fget": float, "iset": int, "fset": float}
+
+    def random_number(self, rng, typ):
+        if typ is int:
+            return rng.randrange(-2**63, 2**63)
+        return rng.choice([rng.uniform(-1e300, 1e300), -0.0, float("inf"), 5e-324])
+
     def random_op(self, rng, n):
-        """(command for list_tool, function applying it to the twin, expect)."""
-        kind = rng.choice(["set", "set", "get", "view"])
+        """(command for list_tool, function applying it to the twin, expect).
+        iget/fget/iset/fset are the typed calls (pshm_list_get_int...): a
+        typed get of another type is ETYPE, a typed set is CPython's set."""
+        kind = rng.choice(["set", "set", "get", "view", "iget", "fget", "iset", "fset"])
         index = rng.randrange(-n, n)
         if kind == "get":
             return "get %d" % index, lambda twin: repr(twin[index])
-        if kind == "set":
-            value = self.random_value(rng)
+        if kind in ("iget", "fget"):
+            typ = self.TYPED[kind]
+            return "%s %d" % (kind, index), lambda twin: (
+                repr(twin[index]) if type(twin[index]) is typ else "ETYPE [%d]" % index)
+        if kind in ("set", "iset", "fset"):
+            value = (self.random_value(rng) if kind == "set"
+                     else self.random_number(rng, self.TYPED[kind]))
 
             def apply(twin):
                 try:
@@ -141,7 +157,7 @@ class Views(unittest.TestCase):
                 except ValueError:   # str/bytes too long for the item
                     return "ETOOBIG"
                 return "ok"
-            return "set %d %r" % (index, value), apply
+            return "%s %d %r" % (kind, index, value), apply
         start = rng.randrange(n)
         count = rng.randrange(min(n - start, 4) + 1)
         typ = rng.choice([int, float])

@@ -15,6 +15,9 @@
  *                                      output line each (flushed):
  *       get INDEX                      repr() of the item
  *       set INDEX LITERAL              "ok"
+ *       iget|fget INDEX                pshm_list_get_int/_float: repr()
+ *       iset|fset INDEX LITERAL        pshm_list_set_int/_float of an
+ *                                      int/float literal: "ok"
  *       view int|float START COUNT     take a view of the range: "ok"
  *       vset K LITERAL                 store an int/float literal as the
  *                                      view's K-th value: "ok"
@@ -128,6 +131,34 @@ static int view_store(const pshm_view *view, size_t k, const char *literal)
     return 0;
 }
 
+/* iget/fget: item `index` by pshm_list_get_int or _float, printed. */
+static void typed_get(pshm_list *l, int64_t index, pshm_type type)
+{
+    int64_t i;
+    double f;
+    if (type == PSHM_INT && report(pshm_list_get_int(l, index, &i)))
+        printf("%lld\n", (long long)i);
+    if (type == PSHM_FLOAT && report(pshm_list_get_float(l, index, &f))) {
+        pshm_value v = pshm_float(f);
+        print_value(&v);
+    }
+}
+
+/* iset/fset: an int (float) literal stored by pshm_list_set_int (_float). */
+static int typed_set(pshm_list *l, int64_t index, pshm_type type, const char *literal)
+{
+    pshm_value v;
+    int rc = pshm_value_parse(literal, &v);
+    if (rc < 0)
+        return rc;
+    if (v.type != type) {
+        pshm_value_free(&v);
+        return PSHM_EINVAL;
+    }
+    return type == PSHM_INT ? pshm_list_set_int(l, index, v.u.i)
+                            : pshm_list_set_float(l, index, v.u.f);
+}
+
 /* One command; false if it is not one. `view` persists between calls. */
 static bool run_op(pshm_list *l, char *line, pshm_view *view)
 {
@@ -147,6 +178,17 @@ static bool run_op(pshm_list *l, char *line, pshm_view *view)
             pshm_value_free(&v);
         }
         if (report(rc))
+            puts("ok");
+        return true;
+    }
+    if (sscanf(line, "%7s %lld%n", type, &a, &at) == 2 && line[at] == '\0' &&
+        (strcmp(type, "iget") == 0 || strcmp(type, "fget") == 0)) {
+        typed_get(l, a, type[0] == 'i' ? PSHM_INT : PSHM_FLOAT);
+        return true;
+    }
+    if (sscanf(line, "%7s %lld %n", type, &a, &at) == 2 && at > 0 &&
+        (strcmp(type, "iset") == 0 || strcmp(type, "fset") == 0)) {
+        if (report(typed_set(l, a, type[0] == 'i' ? PSHM_INT : PSHM_FLOAT, line + at)))
             puts("ok");
         return true;
     }
