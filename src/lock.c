@@ -264,7 +264,8 @@ int pshm_mutex_lock(pshm_block *b, size_t offset, int64_t timeout_ms)
 {
     int rc;
     wait_for w;
-    struct mutex_area *a = lock_begin(b, offset, KIND_MUTEX, "mutex lock", timeout_ms, &w, &rc);
+    struct mutex_area *a =
+        lock_begin(b, offset, KIND_MUTEX, "mutex lock", timeout_ms, &w, &rc);
     if (a == NULL)
         return rc;
     int e = acquire(&a->m, &w);

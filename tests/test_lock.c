@@ -263,7 +263,8 @@ Test(lock, misuse_is_a_clear_error)
 Test(lock, a_read_only_handle_is_refused)
 {
     pshm_block *b = new_lock(&MUTEX), *ro = NULL;
-    cr_assert_eq(pshm_block_attach(&ro, pshm_block_name(b), PSHM_READONLY | PSHM_UNTRACKED), 0);
+    cr_assert_eq(pshm_block_attach(&ro, pshm_block_name(b), PSHM_READONLY | PSHM_UNTRACKED),
+                 0);
     check_error(pshm_mutex_lock(ro, 0, 0), PSHM_EINVAL, pshm_block_name(b), "read-only");
     pshm_block_free(ro);
     destroy(b);
@@ -279,7 +280,8 @@ Test(lock, read_and_write_unlock_are_not_interchangeable)
     check_error(pshm_rwlock_wrunlock(b, 0), PSHM_ENOTHELD, NULL, "does not hold");
     check_error(pshm_rwlock_wrlock(b, 0, PSHM_FOREVER), PSHM_EDEADLK, NULL, "already holds");
     cr_assert_eq(pshm_rwlock_rdunlock(b, 0), 0);
-    cr_assert_eq(pshm_rwlock_wrlock(b, 0, 0), 0, "nothing left behind: %s", pshm_last_error());
+    cr_assert_eq(pshm_rwlock_wrlock(b, 0, 0), 0, "nothing left behind: %s",
+                 pshm_last_error());
     cr_assert_eq(pshm_rwlock_wrunlock(b, 0), 0);
     destroy(b);
 }
