@@ -43,15 +43,15 @@ enum { OUTSIDE, ACQUIRING, HOLDING, RELEASING };
  * written only under the exclusive lock. Stores are volatile, so each
  * lands in program order: a SIGKILL leaves a prefix of them. */
 struct shared {
-    volatile int64_t counter;             /* (L) */
-    volatile int64_t tally[MAX_WORKERS];  /* (L) per worker slot */
-    volatile int64_t undo_counter;        /* (L) the update in progress */
-    volatile int64_t undo_tally;          /* (L) */
-    volatile int32_t undo_slot;           /* (L) */
-    volatile int32_t dirty;               /* (L) an update is half done */
-    volatile uint64_t reports_holder;     /* (L) reports << 32 | holder pid */
+    volatile int64_t counter;              /* (L) */
+    volatile int64_t tally[MAX_WORKERS];   /* (L) per worker slot */
+    volatile int64_t undo_counter;         /* (L) the update in progress */
+    volatile int64_t undo_tally;           /* (L) */
+    volatile int32_t undo_slot;            /* (L) */
+    volatile int32_t dirty;                /* (L) an update is half done */
+    volatile uint64_t reports_holder;      /* (L) reports << 32 | holder pid */
     volatile int32_t reported[ROUNDS + 8]; /* (L) the holder each report named */
-    volatile int32_t state[MAX_WORKERS];  /* each worker's own */
+    volatile int32_t state[MAX_WORKERS];   /* each worker's own */
     volatile int32_t stop;
     volatile int32_t torn; /* a reader saw counter != sum of tallies */
     _Atomic int64_t writes, reads;
@@ -176,9 +176,10 @@ static void expect_progress(struct shared *s, int64_t writes, int64_t reads, boo
             return;
         usleep(1000);
     }
-    cr_assert_fail("round %d: no progress for 10 s after a kill (writes %lld, reads %lld): "
-                   "deadlock",
-                   round, (long long)atomic_load(&s->writes), (long long)atomic_load(&s->reads));
+    cr_assert_fail(
+        "round %d: no progress for 10 s after a kill (writes %lld, reads %lld): "
+        "deadlock",
+        round, (long long)atomic_load(&s->writes), (long long)atomic_load(&s->reads));
 }
 
 /* A killed worker: its pid, and whether it certainly held the lock. */
@@ -227,8 +228,10 @@ static void check_reports(const struct shared *s, const struct death *dead, int 
                   nameless, ambiguous);
     cr_assert_gt(certain, ROUNDS / 50, "only %d kills hit a holder: the test aims badly",
                  certain);
-    fprintf(stderr, "%d kills: %d certainly holding the write lock, %d reports (%d naming no "
-            "holder, of %d deaths that could)\n", kills, certain, n, nameless, ambiguous);
+    fprintf(stderr,
+            "%d kills: %d certainly holding the write lock, %d reports (%d naming no "
+            "holder, of %d deaths that could)\n",
+            kills, certain, n, nameless, ambiguous);
 }
 
 static void kill_rounds(const kind *k, int writers, int readers)
