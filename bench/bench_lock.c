@@ -25,7 +25,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-enum { PROCS = 4, MUTEX_AT = 0, RWLOCK_AT = 64 * 64, PTHREAD_AT = 64 * 128, COUNT_AT = 64 * 160 };
+enum {
+    PROCS = 4,
+    MUTEX_AT = 0,
+    RWLOCK_AT = 64 * 64,
+    PTHREAD_AT = 64 * 128,
+    COUNT_AT = 64 * 160
+};
 
 static pshm_block *block;
 static pthread_mutex_t *bare, *robust;
@@ -137,11 +143,13 @@ int main(void)
     pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
     pthread_mutex_init(robust, &attr);
 
-    printf("DESC lock.uncontended lock + unlock by one thread, nobody else around "
-           "(issue 10's targets: pshm_mutex within 1.5x, pshm_rwlock_read within 2x of "
-           "pthread_mutex)\n");
-    printf("DESC lock.contended_4 4 processes each lock, add 1 to a shared counter and "
-           "unlock in a loop; wall ns per increment\n");
+    printf(
+        "DESC lock.uncontended lock + unlock by one thread, nobody else around "
+        "(issue 10's targets: pshm_mutex within 1.5x, pshm_rwlock_read within 2x of "
+        "pthread_mutex)\n");
+    printf(
+        "DESC lock.contended_4 4 processes each lock, add 1 to a shared counter and "
+        "unlock in a loop; wall ns per increment\n");
     bench_report("lock.uncontended", "pthread_mutex", bench_measure_op(op_pthread));
     bench_report("lock.uncontended", "pthread_robust", bench_measure_op(op_robust));
     bench_report("lock.uncontended", "pshm_mutex", bench_measure_op(op_mutex));
