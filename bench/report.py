@@ -23,8 +23,9 @@ import sys
 from collections import OrderedDict
 
 # Ratios are taken against the first of these a figure has: the raw floor
-# (bare POSIX calls, a plain int64 array) if measured, else pshm itself.
-REFERENCE_IMPLS = ("posix", "int64_array", "pshm")
+# (bare POSIX calls, a plain int64 array, a bare process-shared pthread
+# mutex for the locks) if measured, else pshm itself.
+REFERENCE_IMPLS = ("posix", "int64_array", "pthread_mutex", "pshm")
 
 # What each known figure measures; a program's DESC lines override these.
 DESCRIPTIONS = {

@@ -52,9 +52,16 @@ typedef enum pshm_error {
     PSHM_ENOENT = -2,  /* no such shared memory block (or name, or item) */
     PSHM_EACCES = -13, /* permission denied */
     PSHM_EBUSY = -16,  /* another program holds an exclusive flock on the
-                          * block and did not let go within 2 s */
+                          * block and did not let go within 2 s; or a close
+                          * while the thread holds a lock in the block */
     PSHM_EEXIST = -17, /* a block with that name already exists */
     PSHM_EINVAL = -22, /* an argument is invalid (NULL, bad flags, ...) */
+
+    /* The locks' own (pshm_mutex_lock, ...), also errno values. */
+    PSHM_EDEADLK = -35,          /* the calling thread already holds the lock */
+    PSHM_ETIMEDOUT = -110,       /* not acquired within the timeout */
+    PSHM_ENOTRECOVERABLE = -131, /* a holder died and the next one did not
+                                  * mark it consistent: refused for good */
 
     PSHM_EBADNAME = -1001,  /* name empty, too long, "." or "..", or holds a '/'
                              * other than one leading '/' (which is ignored) */
@@ -72,7 +79,10 @@ typedef enum pshm_error {
     PSHM_ECONN = -1012,     /* manager connection failed or was lost */
     PSHM_EADDR = -1013,     /* bad manager address */
     PSHM_ENOTFOUND = -1014, /* value not in the list (pshm_list_index) */
-    PSHM_ESYS = -1015       /* another system call failure; see the message */
+    PSHM_ESYS = -1015,      /* another system call failure; see the message */
+    PSHM_ENOTHELD = -1016,  /* unlock of a lock the calling thread does not hold */
+    PSHM_EBADLOCK = -1017   /* no initialised lock of that kind at that offset
+                             * (never initialised, or overwritten) */
 } pshm_error;
 
 /* Static text for an error code; never NULL. */
@@ -186,7 +196,9 @@ PSHM_API int pshm_block_read(const pshm_block *b, size_t offset, void *dst, size
 /*
  * Release this handle's mapping and descriptor; the block itself stays. A
  * second close is a no-op returning 0. The handle object stays valid (name
- * and size remain) until pshm_block_free.
+ * and size remain) until pshm_block_free. PSHM_EBUSY, and the handle stays
+ * open, while the calling thread holds a lock (pshm_mutex_lock, ...) in
+ * the block: unmapped, a lock could never be released if the thread died.
  */
 PSHM_API int pshm_block_close(pshm_block *b);
 
@@ -197,7 +209,9 @@ PSHM_API int pshm_block_close(pshm_block *b);
  */
 PSHM_API int pshm_block_unlink(pshm_block *b);
 
-/* Close (if still open) and free the handle. NULL is a no-op. */
+/* Close (if still open) and free the handle. NULL is a no-op. If the
+ * calling thread holds a lock in the block, the mapping stays until the
+ * process exits (see pshm_block_close). */
 PSHM_API void pshm_block_free(pshm_block *b);
 
 /* Remove a block by name (without needing a handle). */
@@ -490,6 +504,105 @@ PSHM_API int pshm_list_view(pshm_list *l, pshm_type type, pshm_view *out);
 /* 0 if the view still holds (see above), PSHM_ETYPE if an item in its
  * range changed type, PSHM_ECLOSED if the list's block was closed. */
 PSHM_API int pshm_list_view_check(const pshm_view *view);
+
+/* ------------------------------------------------------------------------ */
+/* Locks that survive a killed holder (Linux)                                */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A mutex or a readers-writer lock lives inside a block, at an offset the
+ * program chooses (next to the data it protects): one process initialises
+ * it once, every process that attaches the block uses it through its own
+ * handle and the same offset. The offset must be a multiple of
+ * PSHM_LOCK_ALIGN and the lock's size must fit in the block; the handle
+ * must be open and writable. Each area starts with a magic and version
+ * word, checked by every call: an area never initialised, overwritten, or
+ * holding the other kind of lock is PSHM_EBADLOCK, never undefined
+ * behaviour.
+ *
+ * Timeouts: every lock call takes timeout_ms: PSHM_FOREVER waits as long
+ * as it takes, 0 tries once, a positive value waits at most that many
+ * milliseconds. Not acquired in time is PSHM_ETIMEDOUT.
+ *
+ * A holder that dies (SIGKILL, crash, exit while holding) never blocks
+ * anyone: the kernel releases what it held, and the next process to lock
+ * gets the lock at once with the positive return PSHM_OWNERDEAD, once per
+ * death, so it can check or repair the data. It then holds the lock, and
+ * calls pshm_mutex_consistent (pshm_rwlock_consistent) once the data is
+ * sound again. If it unlocks without doing so, the lock is marked broken:
+ * every later lock call, in every process, fails at once with
+ * PSHM_ENOTRECOVERABLE instead of hanging (make a new lock to go on). If
+ * it dies too before marking it, the next locker is told again.
+ *
+ * Ownership is per thread, as for pthread mutexes: a thread unlocks what it
+ * locked (else PSHM_ENOTHELD), and locking a mutex it holds is
+ * PSHM_EDEADLK. A process must not close the block (or exit a thread)
+ * while holding a lock in it: the kernel can release only locks that are
+ * still mapped when their holder dies. pshm_block_close refuses with
+ * PSHM_EBUSY when the calling thread holds a lock in the block; other
+ * threads' locks it cannot see. Holders are told apart by thread ID, so
+ * every process using a lock must share one PID namespace.
+ * See docs/locks.md for the design.
+ */
+
+/* Every lock's offset in its block is a multiple of this. */
+#define PSHM_LOCK_ALIGN 64
+/* Bytes a mutex takes at its offset. */
+#define PSHM_MUTEX_SIZE 64
+/* Bytes a readers-writer lock takes at its offset. */
+#define PSHM_RWLOCK_SIZE 2112
+/* timeout_ms: wait as long as it takes. */
+#define PSHM_FOREVER (-1)
+/* A lock call's positive return: acquired, and the previous holder died
+ * holding it (see above). */
+#define PSHM_OWNERDEAD 1
+
+/*
+ * Make a mutex at `offset` of block b (done once, by one process, before
+ * anyone uses it). An area that already holds a lock is PSHM_EEXIST: zero
+ * it first to replace a lock nobody uses any more.
+ */
+PSHM_API int pshm_mutex_init(pshm_block *b, size_t offset);
+/* Lock: 0, or PSHM_OWNERDEAD (held; see above), or a negative code:
+ * PSHM_ETIMEDOUT, PSHM_EDEADLK, PSHM_ENOTRECOVERABLE, PSHM_EBADLOCK, ... */
+PSHM_API int pshm_mutex_lock(pshm_block *b, size_t offset, int64_t timeout_ms);
+/* Unlock; PSHM_ENOTHELD if the calling thread does not hold it. */
+PSHM_API int pshm_mutex_unlock(pshm_block *b, size_t offset);
+/* After PSHM_OWNERDEAD, once the data is repaired: the lock works on as
+ * before. PSHM_EINVAL if the lock was not in that state. */
+PSHM_API int pshm_mutex_consistent(pshm_block *b, size_t offset);
+
+/*
+ * A readers-writer lock: any number of readers or one writer. A waiting
+ * writer makes new readers wait, so a stream of readers never starves it.
+ * A dead reader leaves nothing behind; a dead writer blocks no one, and
+ * the next writer (not a reader) gets PSHM_OWNERDEAD. Readers are spread
+ * over 32 slots by thread: up to 32 readers hold it truly at once, more
+ * take turns. A thread must not take a read lock it already holds (with a
+ * writer waiting that deadlocks, as with any rwlock that favours writers),
+ * nor the write lock while holding a read lock (PSHM_EDEADLK).
+ */
+PSHM_API int pshm_rwlock_init(pshm_block *b, size_t offset);
+PSHM_API int pshm_rwlock_rdlock(pshm_block *b, size_t offset, int64_t timeout_ms);
+PSHM_API int pshm_rwlock_wrlock(pshm_block *b, size_t offset, int64_t timeout_ms);
+/* Release a read lock (write lock); PSHM_ENOTHELD if the calling thread
+ * holds none (holds no write lock). */
+PSHM_API int pshm_rwlock_rdunlock(pshm_block *b, size_t offset);
+PSHM_API int pshm_rwlock_wrunlock(pshm_block *b, size_t offset);
+/* As pshm_mutex_consistent, for the writer that got PSHM_OWNERDEAD. */
+PSHM_API int pshm_rwlock_consistent(pshm_block *b, size_t offset);
+
+/*
+ * A named lock: a small block named `name` holding a readers-writer lock
+ * at offset 0 (use the pshm_rwlock_* calls with offset 0; the write lock
+ * is the exclusive lock). Attaches if it exists, else creates it; flags
+ * as for pshm_block_create (tracked unless PSHM_UNTRACKED: the tracker
+ * removes it once no process has it open). Racing openers agree: one
+ * creates and initialises, the others wait (at most 2 s) for it to be
+ * ready. A block of that name that is not a named lock is PSHM_EBADLOCK.
+ * Release with pshm_block_free; remove with pshm_block_unlink.
+ */
+PSHM_API int pshm_lock_open(pshm_block **out, const char *name, unsigned flags);
 
 /* ------------------------------------------------------------------------ */
 /* Manager: a server process that owns blocks                                */

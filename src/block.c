@@ -607,6 +607,13 @@ int pshm_block_close(pshm_block *b)
 {
     if (b == NULL)
         return err_set(PSHM_EINVAL, "close: NULL handle");
+    ptrdiff_t held = b->buf != NULL ? lock_held_in(b->buf, b->size) : -1;
+    if (held >= 0)
+        return err_set(PSHM_EBUSY,
+                       "close \"%s\": the calling thread holds a lock in the block (its "
+                       "mutex near offset %td); unlock it first, or the lock could never "
+                       "be released if this process died",
+                       b->name, held);
     int rc = 0;
     if (b->buf != NULL) {
         global_lock();
@@ -667,11 +674,18 @@ int pshm_block_unlink(pshm_block *b)
     return rc;
 }
 
+/* A handle whose block holds a lock the calling thread holds is freed,
+ * but its mapping and descriptor stay (unowned) until the process exits,
+ * so the kernel can still release that lock if the thread dies. */
 void pshm_block_free(pshm_block *b)
 {
     if (b == NULL)
         return;
-    pshm_block_close(b);
+    if (pshm_block_close(b) == PSHM_EBUSY) {
+        global_lock();
+        open_list_remove(b);
+        global_unlock();
+    }
     free(b);
 }
 

@@ -17,6 +17,12 @@ const char *pshm_strerror(int code)
     case PSHM_EBUSY: return "the block is locked exclusively by another program";
     case PSHM_EEXIST: return "a shared memory block with that name already exists";
     case PSHM_EINVAL: return "invalid argument";
+    case PSHM_EDEADLK: return "the calling thread already holds the lock";
+    case PSHM_ETIMEDOUT: return "the lock was not acquired within the timeout";
+    case PSHM_ENOTRECOVERABLE:
+        return "the lock is broken: a holder died and it was "
+               "never marked consistent";
+    case PSHM_OWNERDEAD: return "acquired; the previous holder died holding the lock";
     case PSHM_EBADNAME: return "invalid block name";
     case PSHM_EBADSIZE: return "invalid block size";
     case PSHM_ELIMIT: return "a system limit was reached";
@@ -32,6 +38,8 @@ const char *pshm_strerror(int code)
     case PSHM_EADDR: return "invalid address";
     case PSHM_ENOTFOUND: return "value not found";
     case PSHM_ESYS: return "system call failed";
+    case PSHM_ENOTHELD: return "the calling thread does not hold the lock";
+    case PSHM_EBADLOCK: return "no initialised lock of that kind there";
     default: return "unknown error";
     }
 }

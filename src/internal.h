@@ -147,6 +147,16 @@ static inline uint64_t name_hash(const char *s)
     return h;
 }
 
+/* ---- lock.c (Linux only) ------------------------------------------------ */
+
+/*
+ * The offset in [buf, buf + size) of a robust mutex the calling thread
+ * holds, or -1 if it holds none there. A block must stay mapped while a
+ * lock in it is held: the kernel releases a dead thread's robust mutexes
+ * only where they are still mapped, and stops at the first it cannot read.
+ */
+ptrdiff_t lock_held_in(const void *buf, size_t size);
+
 /* ---- tracker.c --------------------------------------------------------- */
 
 /*

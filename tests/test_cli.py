@@ -18,7 +18,7 @@ ALL_HELP = [
     ["list"], ["list", "new"], ["list", "show"], ["list", "get"], ["list", "set"],
     ["list", "format"], ["manager"], ["manager", "serve"], ["manager", "block"],
     ["manager", "list"], ["manager", "ls"], ["manager", "release"],
-    ["manager", "shutdown"],
+    ["manager", "shutdown"], ["lock"],
 ]
 
 
@@ -46,7 +46,7 @@ class HelpAndUsage(CliTestCase):
             ["list"], ["list", "nope"], ["list", "get", "x"], ["list", "get", "x", "1.5"],
             ["list", "new", "not_a_literal"], ["list", "set", "x", "0", "'unterminated"],
             ["manager"], ["manager", "nope"], ["manager", "block"],
-            ["manager", "--bogus", "ls"],
+            ["manager", "--bogus", "ls"], ["lock"], ["lock", "x"],
         ]
         for args in cases:
             with self.subTest(args=args):

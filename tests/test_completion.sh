@@ -34,8 +34,12 @@ expect() {
     failed=$((failed + 1))
   fi
 }
-expect "pshm " "create attach info ls read write rm list manager --help --version"
-expect "pshm l" "ls list"
+expect "pshm " "create attach info ls read write rm list manager lock --help --version"
+expect "pshm l" "ls list lock"
+expect "pshm lock --sh" "--shared"
+expect "pshm lock $block" "$block"
+expect "pshm lock x --timeout " ""
+expect "pshm lock x -- --sh" ""   # the command's words, not ours
 expect "pshm create --s" "--size"
 expect "pshm create --size " ""
 expect "pshm info $block" "$block"

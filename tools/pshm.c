@@ -16,7 +16,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <math.h>
+#include <signal.h>
 #include <sys/random.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -46,6 +49,7 @@ static const char MAIN_HELP[] =
     "  rm        remove blocks\n"
     "  list      shareable lists (new, show, get, set, format)\n"
     "  manager   run or talk to a manager server\n"
+    "  lock      run a command while holding a named lock\n"
     "\n"
     "Run 'pshm COMMAND --help' for a command's options. Sizes and offsets are\n"
     "bytes, optionally with a suffix K, M or G (KiB, MiB, GiB). Put '--' before\n"
@@ -120,6 +124,20 @@ static const char RM_HELP[] =
     "usage: pshm rm NAME...\n"
     "\n"
     "Remove each named block. Reports every failure; exit status 1 if any.\n";
+
+static const char LOCK_HELP[] =
+    "usage: pshm lock NAME [--shared] [--timeout SECONDS] -- COMMAND [ARGS...]\n"
+    "\n"
+    "Run COMMAND while holding the named lock NAME, as flock(1) does, and\n"
+    "exit with its status (128 + the signal if a signal ended it). The lock is\n"
+    "a small block made on first use and removed by the resource tracker once\n"
+    "no process has it open. A holder that dies (even by SIGKILL) never blocks\n"
+    "the next one, which is told so on stderr.\n"
+    "\n"
+    "  --shared            take it shared (any number of shared holders, no\n"
+    "                      exclusive one); default: exclusive\n"
+    "  --timeout SECONDS   give up after SECONDS (decimals allowed; 0: try\n"
+    "                      once) and exit with status 1; default: wait\n";
 
 static const char LIST_HELP[] =
     "usage: pshm list SUBCOMMAND ...\n"
@@ -1343,6 +1361,91 @@ static int cmd_manager_shutdown(struct manager_opts *opts, int argc, char **argv
 }
 
 /* ------------------------------------------------------------------------ */
+/* lock                                                                      */
+/* ------------------------------------------------------------------------ */
+
+/* "--timeout SECONDS" as milliseconds: a finite number >= 0. */
+static int parse_timeout(const char *text, int64_t *ms)
+{
+    char *end;
+    errno = 0;
+    double seconds = strtod(text, &end);
+    if (errno != 0 || end == text || *end != '\0' || !isfinite(seconds) || seconds < 0 ||
+        seconds > 1e9)
+        return usage_error("lock", "invalid timeout '%s' (seconds, 0 or more)", text);
+    *ms = (int64_t)ceil(seconds * 1000);
+    return EXIT_OK;
+}
+
+/* Run argv to its end; its exit status, 128 + signal, or 126/127 as a
+ * shell gives when the command cannot be run. */
+static int run_and_wait(char **argv)
+{
+    pid_t pid = fork();
+    if (pid < 0)
+        return failf("lock: fork: %s", strerror(errno));
+    if (pid == 0) {
+        execvp(argv[0], argv);
+        int e = errno;
+        fprintf(stderr, "pshm: lock: %s: %s\n", argv[0], strerror(e));
+        _exit(e == ENOENT ? 127 : 126);
+    }
+    int status;
+    while (waitpid(pid, &status, 0) < 0)
+        if (errno != EINTR)
+            return failf("lock: waitpid: %s", strerror(errno));
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+static int cmd_lock(int argc, char **argv)
+{
+    static const struct option options[] = {{"shared", no_argument, NULL, 's'},
+                                            {"timeout", required_argument, NULL, 't'},
+                                            HELP_OPTION,
+                                            {0}};
+    bool shared = false;
+    int64_t timeout_ms = PSHM_FOREVER;
+    int opt;
+    options_begin();
+    /* Options may come before or after NAME; '--' ends them, so the
+     * command's own options are left alone. */
+    while ((opt = getopt_long(argc, argv, SHORT_OPTIONS, options, NULL)) != -1) {
+        switch (opt) {
+        case 's': shared = true; break;
+        case 't':
+            if (parse_timeout(optarg, &timeout_ms) != EXIT_OK)
+                return EXIT_USAGE;
+            break;
+        case 'h': return show_help(LOCK_HELP);
+        default: return bad_option("lock", opt, argv);
+        }
+    }
+    if (argc - optind < 2)
+        return usage_error("lock", "missing %s", argc == optind ? "NAME" : "COMMAND");
+    const char *name = argv[optind];
+    pshm_block *lock;
+    if (pshm_lock_open(&lock, name, 0) < 0)
+        return fail();
+    int rc = shared ? pshm_rwlock_rdlock(lock, 0, timeout_ms)
+                    : pshm_rwlock_wrlock(lock, 0, timeout_ms);
+    if (rc == PSHM_OWNERDEAD) {
+        /* A command has no data of ours to repair: say so, go on. */
+        fprintf(stderr, "pshm: lock \"%s\": the previous holder died holding it\n", name);
+        rc = pshm_rwlock_consistent(lock, 0);
+    }
+    if (rc < 0) {
+        int status = fail();
+        pshm_block_free(lock);
+        return status;
+    }
+    int status = run_and_wait(argv + optind + 1);
+    if ((shared ? pshm_rwlock_rdunlock(lock, 0) : pshm_rwlock_wrunlock(lock, 0)) < 0)
+        status = fail();
+    pshm_block_free(lock);
+    return status;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Dispatch                                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -1408,7 +1511,8 @@ int main(int argc, char **argv)
     static const struct command commands[] = {
         {"create", cmd_create}, {"attach", cmd_attach}, {"info", cmd_info},
         {"ls", cmd_ls},         {"read", cmd_read},     {"write", cmd_write},
-        {"rm", cmd_rm},         {"list", cmd_list},     {"manager", cmd_manager}};
+        {"rm", cmd_rm},         {"list", cmd_list},     {"manager", cmd_manager},
+        {"lock", cmd_lock}};
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
         printf("pshm %d.%d.%d\n", PSHM_VERSION_MAJOR, PSHM_VERSION_MINOR, PSHM_VERSION_PATCH);
         return EXIT_OK;

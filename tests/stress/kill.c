@@ -8,13 +8,16 @@
  * waits for the victim's "ready" byte, sleeps a random number of
  * microseconds and SIGKILLs it. The victim meanwhile creates and forgets
  * blocks and lists, writes the shared block, adds to the shared list and
- * asks the manager for blocks and lists.
+ * asks the manager for blocks and lists, and writes the shared block while
+ * holding the lane's robust mutex (in the same block).
  *
  * After each kill the lane checks: the shared block verifies; the list is
  * well formed and its counter equals the adds the victim completed (or one
  * more: the add in flight when it died); every block the manager owns is a
  * complete list, a sealed block that verifies, or one the victim never got
- * to seal; every block the victim made that is still there verifies. Then
+ * to seal; every block the victim made that is still there verifies; the
+ * mutex is free within 10 s (a victim killed holding it: a recovery, the
+ * lane is told PSHM_OWNERDEAD; not free: a deadlock). Then
  * it releases the manager's blocks. What the victims made and forgot is
  * their trackers' work: the final scan (stress.c) proves it all went.
  */
@@ -30,7 +33,11 @@
 #include <unistd.h>
 
 #define DBUF_SLOT 4096
-#define DBUF_SIZE (64 + 2 * DBUF_SLOT)
+/* The lane's mutex, after the two halves; victims hold it while they write. */
+#define LOCK_AT (64 + 2 * DBUF_SLOT)
+#define DBUF_SIZE (LOCK_AT + PSHM_MUTEX_SIZE)
+/* A lock not free this long after its holder was killed is a deadlock. */
+#define LOCK_WAIT_MS 10000
 #define VICTIM_OPS 3000
 #define VICTIM_SECONDS 3.0
 #define KEEP 4
@@ -184,14 +191,32 @@ static void victim_manager(struct victim *v)
     pshm_block_free(b);
 }
 
+/* Write the shared block under the lane's mutex; a dead holder before us
+ * changed nothing the halves' flip does not already protect. */
+static void victim_locked_write(struct victim *v)
+{
+    int rc = pshm_mutex_lock(v->shared, LOCK_AT, LOCK_WAIT_MS);
+    if (rc == PSHM_OWNERDEAD)
+        rc = pshm_mutex_consistent(v->shared, LOCK_AT);
+    if (rc < 0) {
+        victim_fail("mutex lock");
+        return;
+    }
+    dbuf_write(pshm_block_buf(v->shared), rng_next(&v->rng));
+    usleep((useconds_t)(rng_next(&v->rng) % 2000)); /* held a while: kills land here */
+    if (pshm_mutex_unlock(v->shared, LOCK_AT) < 0)
+        victim_fail("mutex unlock");
+}
+
 static void victim_step(struct victim *v)
 {
-    switch (rng_next(&v->rng) % 5) {
+    switch (rng_next(&v->rng) % 6) {
     case 0: victim_create(v); break;
     case 1: dbuf_write(pshm_block_buf(v->shared), rng_next(&v->rng)); break;
     case 2: victim_shared_list(v); break;
     case 3: victim_list(v); break;
     case 4: victim_manager(v); break;
+    case 5: victim_locked_write(v); break;
     default: victim_create(v); break;
     }
 }
@@ -255,6 +280,10 @@ static int lane_setup(struct lane *L)
     struct dbuf_hdr *h = pshm_block_buf(L->shared);
     h->size = DBUF_SIZE;
     dbuf_write(h, 1);
+    if (pshm_mutex_init(L->shared, LOCK_AT) < 0) {
+        fail("lane %d: mutex init: %s", L->id, pshm_last_error());
+        return -1;
+    }
     atomic_store(&h->magic, STRESS_MAGIC);
     snprintf(L->list_name, sizeof L->list_name, "-");
     snprintf(L->address, sizeof L->address, "-");
@@ -485,8 +514,27 @@ static void check_victim_leftovers(struct lane *L, int idx)
     free(names);
 }
 
+/* The mutex must be free within LOCK_WAIT_MS, whoever died holding it. */
+static void check_lock(struct lane *L)
+{
+    int rc = pshm_mutex_lock(L->shared, LOCK_AT, LOCK_WAIT_MS);
+    if (rc == PSHM_OWNERDEAD) {
+        COUNT(lock_recoveries);
+        rc = pshm_mutex_consistent(L->shared, LOCK_AT);
+    }
+    if (rc == PSHM_ETIMEDOUT) {
+        COUNT(deadlocks);
+        fail("lane %d: the mutex is still held %d ms after its holder died", L->id,
+             LOCK_WAIT_MS);
+        return;
+    }
+    if (rc < 0 || pshm_mutex_unlock(L->shared, LOCK_AT) < 0)
+        fail("lane %d: mutex: %s", L->id, pshm_last_error());
+}
+
 static void check_after_kill(struct lane *L, int idx)
 {
+    check_lock(L);
     check_shared(L);
     check_list(L);
     check_manager(L);

@@ -161,6 +161,10 @@ static void report(uint64_t leaks, double waited, double elapsed)
            (unsigned long long)get(&S->finished_early));
     printf("  %-44s %12llu\n", "  blocks made by victims (trackers' work)",
            (unsigned long long)get(&S->victim_blocks));
+    printf("  %-44s %12llu\n", "  locks recovered from a killed holder",
+           (unsigned long long)get(&S->lock_recoveries));
+    printf("  %-44s %12llu\n", "  deadlocks (goal: 0)",
+           (unsigned long long)get(&S->deadlocks));
     printf("  %-44s %12llu\n", "blocks checked (checksum ok)",
            (unsigned long long)get(&S->blocks_checked));
     printf("  %-44s %12llu\n", "tracker rounds (all checks passed or FAILed)",
@@ -178,8 +182,9 @@ static void report(uint64_t leaks, double waited, double elapsed)
 
 static bool passed(uint64_t leaks)
 {
-    return leaks == 0 && get(&S->corruptions) == 0 && get(&S->orphan_attaches) == 0 &&
-           get(&S->handle_leaks) == 0 && get(&S->limit_failures) == 0 && get(&S->errors) == 0;
+    return leaks == 0 && get(&S->corruptions) == 0 && get(&S->deadlocks) == 0 &&
+           get(&S->orphan_attaches) == 0 && get(&S->handle_leaks) == 0 &&
+           get(&S->limit_failures) == 0 && get(&S->errors) == 0;
 }
 
 static void make_logdir(void)

@@ -50,7 +50,9 @@ struct stats {
     _Atomic uint64_t orphan_attaches; /* attach succeeded after the unlink */
     _Atomic uint64_t handle_leaks;    /* fd or mapping of the run left open */
     _Atomic uint64_t killed, finished_early, kill_delay_total_us;
-    _Atomic uint64_t victim_blocks; /* blocks victims made (tracker's work) */
+    _Atomic uint64_t victim_blocks;   /* blocks victims made (tracker's work) */
+    _Atomic uint64_t lock_recoveries; /* kill phase: a dead holder's mutex taken, told */
+    _Atomic uint64_t deadlocks;       /* kill phase: a mutex not free 10 s after a kill */
     _Atomic uint64_t limit_checks, limit_failures;
     _Atomic uint64_t tracker_rounds; /* tracker-phase rounds completed */
     _Atomic uint64_t errors;         /* any other unexpected failure */
