@@ -2,9 +2,9 @@
  * os.h — the one internal interface between pshm's shared code and the
  * operating system it runs on.
  *
- * Shared, free of platform #ifdefs: list.c, values.c, protocol.c, errors.c.
- * They reach the system only through internal.h and what this header
- * declares. Per platform, one header says how (os_posix.h, win/os_win.h) and
+ * Shared, free of platform #ifdefs: list.c, values.c, protocol.c, errors.c,
+ * block_common.c. They reach the system only through internal.h and what
+ * this header declares. Per platform, one header says how (os_posix.h, win/os_win.h) and
  * one set of files does it:
  *   POSIX (Linux)  block.c tracker.c client.c server.c os_posix.c
  *                  (libsodium, libunistring, shm_open/mmap/flock)
@@ -36,12 +36,13 @@
  *     os_locale os_c_locale_enter(void);   switch this thread, return the old
  *     void os_c_locale_leave(os_locale);   restore it
  *
- *   Randomness and the manager's MAC:
- *     int os_random_bytes(void *buf, size_t n);         0, or a PSHM_E* code
+ *   The manager's MAC (protocol.c):
  *     void os_hmac_sha256(uint8_t out[32], const void *key, size_t keylen,
  *                         const os_bytes *parts, size_t nparts);
  *     bool os_equal_ct(const void *a, const void *b, size_t n); constant time
- *     void os_memzero(void *p, size_t n);   a wipe the compiler keeps
+ *
+ *   Randomness (block names, challenges) is used only by platform files,
+ *   each from its own source: libsodium on Linux, BCryptGenRandom on Windows.
  *
  *   Addresses: inet_pton/inet_ntop, AF_INET, AF_INET6.
  *

@@ -1,8 +1,9 @@
 /*
  * os_posix.h — os.h on Linux: blocks are POSIX shared memory objects in
- * /dev/shm, text goes through libunistring, randomness and the MAC through
- * libsodium. The wrappers are inline so the shared code runs exactly as fast
- * as when it called the libraries itself.
+ * /dev/shm, text goes through libunistring and the MAC through libsodium
+ * (which block.c, client.c and server.c also use for randomness). The
+ * wrappers are inline so the shared code runs exactly as fast as when it
+ * called the libraries itself.
  */
 #ifndef PSHM_OS_POSIX_H
 #define PSHM_OS_POSIX_H
@@ -102,15 +103,7 @@ typedef locale_t os_locale;
 os_locale os_c_locale_enter(void);
 static inline void os_c_locale_leave(os_locale saved) { uselocale(saved); }
 
-/* ---- randomness and the MAC -------------------------------------------- */
-
-static inline int os_random_bytes(void *buf, size_t n)
-{
-    if (sodium_init() < 0)
-        return PSHM_ESYS;
-    randombytes_buf(buf, n);
-    return 0;
-}
+/* ---- the MAC ----------------------------------------------------------- */
 
 static inline void os_hmac_sha256(uint8_t out[32], const void *key, size_t keylen,
                                   const os_bytes *parts, size_t nparts)
@@ -127,7 +120,5 @@ static inline bool os_equal_ct(const void *a, const void *b, size_t n)
 {
     return sodium_memcmp(a, b, n) == 0;
 }
-
-static inline void os_memzero(void *p, size_t n) { sodium_memzero(p, n); }
 
 #endif

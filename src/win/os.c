@@ -206,8 +206,6 @@ bool os_equal_ct(const void *a, const void *b, size_t n)
     return diff == 0;
 }
 
-void os_memzero(void *p, size_t n) { SecureZeroMemory(p, n); }
-
 /* ---- errors and names ---------------------------------------------------- */
 
 static int code_for_win(unsigned long werr)

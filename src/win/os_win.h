@@ -50,11 +50,12 @@ typedef char *os_locale;
 os_locale os_c_locale_enter(void);
 void os_c_locale_leave(os_locale saved);
 
-int os_random_bytes(void *buf, size_t n);
 void os_hmac_sha256(uint8_t out[32], const void *key, size_t keylen, const os_bytes *parts,
                     size_t nparts);
 bool os_equal_ct(const void *a, const void *b, size_t n);
-void os_memzero(void *p, size_t n);
+
+/* Windows only (win/block.c): n bytes from BCryptGenRandom; 0 or PSHM_ESYS. */
+int os_random_bytes(void *buf, size_t n);
 
 /* win/os.c: record GetLastError() `werr` after `call` failed on block `name`
  * as "<what> \"<name>\": <call>: <message>" with the matching pshm code. */
