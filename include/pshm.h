@@ -28,7 +28,12 @@
 extern "C" {
 #endif
 
-#if defined(__GNUC__)
+#if defined(_WIN32) && defined(PSHM_BUILDING)
+/* Windows: the DLL exports exactly what is marked (no version script). */
+#define PSHM_API __declspec(dllexport)
+#elif defined(_WIN32)
+#define PSHM_API
+#elif defined(__GNUC__)
 #define PSHM_API __attribute__((visibility("default")))
 #else
 #define PSHM_API

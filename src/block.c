@@ -74,28 +74,6 @@ static void open_list_remove(pshm_block *b)
     b->open_prev = b->open_next = NULL;
 }
 
-int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 1])
-{
-    if (name == NULL)
-        return err_set(PSHM_EBADNAME, "%s: block name is NULL", what);
-    const char *bare = name[0] == '/' ? name + 1 : name;
-    size_t len = strlen(bare);
-    if (len == 0)
-        return err_set(PSHM_EBADNAME, "%s \"%s\": block name is empty", what, name);
-    if (len > PSHM_NAME_MAX)
-        return err_set(PSHM_EBADNAME, "%s \"%.40s...\": block name is longer than %d bytes",
-                       what, name, PSHM_NAME_MAX);
-    if (strchr(bare, '/') != NULL)
-        return err_set(PSHM_EBADNAME,
-                       "%s \"%s\": block name may not contain '/' "
-                       "(except one leading)",
-                       what, name);
-    if (strcmp(bare, ".") == 0 || strcmp(bare, "..") == 0)
-        return err_set(PSHM_EBADNAME, "%s \"%s\": not a block name", what, name);
-    memcpy(out, bare, len + 1);
-    return 0;
-}
-
 /* Where glibc's shm_open would look: the one path every call here uses. */
 typedef char shm_path_t[sizeof SHM_DIR + PSHM_NAME_MAX + 1];
 
@@ -243,22 +221,6 @@ static int size_new_block(pshm_block *b, size_t size)
     }
     b->size = size;
     return 0;
-}
-
-/* Checked before anything is made, so the message names only what the
- * caller gave: never a random name the caller has not seen. */
-static int check_size(const char *name, size_t size)
-{
-    if (size != 0 && size <= (size_t)INT64_MAX)
-        return 0;
-    char who[PSHM_NAME_MAX + 32];
-    if (name == NULL)
-        snprintf(who, sizeof who, "create (random name)");
-    else
-        snprintf(who, sizeof who, "create \"%.*s\"", PSHM_NAME_MAX + 1, name);
-    if (size == 0)
-        return err_set(PSHM_EBADSIZE, "%s: size must be greater than 0", who);
-    return err_set(PSHM_EBADSIZE, "%s: size %zu is too large", who, size);
 }
 
 static int map_block(pshm_block *b, const char *what)
@@ -411,13 +373,7 @@ static int publish(pshm_block *b, bool random)
 int pshm_block_create(pshm_block **out, const char *name, size_t size, unsigned flags)
 {
     const char *shown = name ? name : "(random)";
-    if (out == NULL || (flags & ~(unsigned)(PSHM_UNTRACKED | PSHM_POPULATE)))
-        return err_set(PSHM_EINVAL,
-                       "create \"%s\": NULL handle pointer or invalid flags "
-                       "(PSHM_READONLY is for attach)",
-                       shown);
-    *out = NULL;
-    int rc = check_size(name, size);
+    int rc = block_check_create(out, name, size, flags);
     if (rc < 0)
         return rc;
     if (name == NULL && sodium_init() < 0)
@@ -458,8 +414,7 @@ int pshm_block_create(pshm_block **out, const char *name, size_t size, unsigned 
  */
 int block_create_closed(pshm_block **out, size_t size)
 {
-    *out = NULL;
-    int rc = check_size(NULL, size);
+    int rc = block_check_create(out, NULL, size, 0);
     if (rc < 0)
         return rc;
     if (sodium_init() < 0)
@@ -548,44 +503,11 @@ int block_track_attached(pshm_block *b, unsigned flags, const char *what)
     return tracker_register(b, what);
 }
 
-void *pshm_block_buf(const pshm_block *b) { return b ? b->buf : NULL; }
-
-size_t pshm_block_size(const pshm_block *b) { return b ? b->size : 0; }
-
-const char *pshm_block_name(const pshm_block *b) { return b ? b->name : NULL; }
-
-bool pshm_block_is_open(const pshm_block *b) { return b != NULL && b->buf != NULL; }
-
-/* The handle and range checks pshm_block_reserve and pshm_block_read share. */
-static int check_range(const pshm_block *b, const char *what, size_t offset, size_t len)
-{
-    if (b == NULL)
-        return err_set(PSHM_EINVAL, "%s: NULL handle", what);
-    if (b->buf == NULL)
-        return err_set(PSHM_ECLOSED, "%s \"%s\": %s", what, b->name,
-                       pshm_strerror(PSHM_ECLOSED));
-    if (offset > b->size || len > b->size - offset)
-        return err_set(PSHM_EINVAL,
-                       "%s \"%s\": offset %zu + length %zu runs past the end "
-                       "of the block (size %zu)",
-                       what, b->name, offset, len, b->size);
-    return 0;
-}
-
-int pshm_block_reserve(pshm_block *b, size_t offset, size_t len)
-{
-    int rc = check_range(b, "reserve", offset, len);
-    if (rc == 0 && (b->flags & PSHM_READONLY))
-        rc = err_set(PSHM_EINVAL, "reserve \"%s\": the handle is read-only (PSHM_READONLY)",
-                     b->name);
-    return rc < 0 ? rc : block_reserve(b, "reserve", offset, len);
-}
-
 /* pread, not the mapping: reading a hole of a tmpfs file gives zeros
  * without allocating a page, where touching it through buf needs one. */
 int pshm_block_read(const pshm_block *b, size_t offset, void *dst, size_t len)
 {
-    int rc = check_range(b, "read", offset, len);
+    int rc = block_check_range(b, "read", offset, len);
     if (rc == 0 && dst == NULL && len > 0)
         rc = err_set(PSHM_EINVAL, "read \"%s\": NULL destination", b->name);
     for (size_t done = 0; rc == 0 && done < len;) {

@@ -6,10 +6,9 @@
 #define PSHM_INTERNAL_H
 
 #include "pshm.h"
+#include "os.h"
 
 #include <stdarg.h>
-#include <sys/stat.h>
-#include <sys/types.h>
 #include <time.h>
 
 /* ---- errors.c ---------------------------------------------------------- */
@@ -18,7 +17,7 @@
  * Record the calling thread's last error and return `code`, so a failure
  * path reads: return err_set(PSHM_ENOENT, "attach \"%s\": ...", name);
  */
-int err_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int err_set(int code, const char *fmt, ...) __attribute__((format(OS_PRINTF, 2, 3)));
 
 /*
  * Map errno after a failed system call `call` on block `name` to a pshm code
@@ -27,52 +26,6 @@ int err_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3))
 int err_errno(int errnum, const char *what, const char *name, const char *call);
 
 /* ---- block.c ----------------------------------------------------------- */
-
-/* Where glibc's shm_open keeps blocks; the tracker and `ls` read it too. */
-#define SHM_DIR "/dev/shm"
-
-/*
- * How many items a shareable list's fast paths may serve (list.c): `get`
- * by reads, `set` by same-type stores. Closing the list's block sets both
- * to 0 (pshm_block_close), so the fast paths need no check of their own
- * that the block is still mapped.
- */
-typedef struct fast_limits {
-    size_t get, set;
-} fast_limits;
-
-/*
- * A handle. Invariants, for every handle a caller holds: fd >= 0 exactly while
- * buf != NULL (open); every open
- * handle holds a shared flock on its block, so a tracker can tell a block in
- * use from a forgotten one; dev/ino identify the block we opened, so a later
- * block reusing the name is never mistaken for it.
- */
-struct pshm_block {
-    char name[PSHM_NAME_MAX + 1]; /* bare name, no leading '/' */
-    int fd;
-    void *buf;
-    size_t size;
-    unsigned flags;
-    bool unlinked; /* this handle already removed the name */
-    bool marked;   /* the block carries TRACKED_MARK */
-    dev_t dev;
-    ino_t ino;
-    struct pshm_block *open_prev, *open_next; /* the open-handle list */
-    fast_limits *fast;                        /* of the list this block holds, or NULL */
-};
-
-/*
- * The creator's choice, recorded with the block: a block whose creator asked
- * for cleanup carries the sticky bit in its mode (0600 becomes 01600). Linux
- * ignores the bit on regular files, any user may set it on their own files,
- * every filesystem (tmpfs included) keeps it, and it outlives the creator.
- * Attaching registers a block with the tracker only if it carries the mark,
- * and the tracker removes only marked blocks, so no attacher can turn a
- * block its creator meant to keep (or one made by CPython or another tool)
- * into one that is removed.
- */
-#define TRACKED_MARK S_ISVTX
 
 /*
  * Register b with this process's tracker if the caller wants tracking and
@@ -101,6 +54,13 @@ void block_forget(pshm_block *b);
 
 /* Validate a user-given name and write the bare name (no '/') to out. */
 int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 1]);
+
+/* block_common.c: the checks every platform's blocks share. create's
+ * arguments (all checked before anything is made, so a message names only
+ * what the caller gave; sets *out to NULL), and an open handle with
+ * [offset, offset + len) inside it (reserve, read). */
+int block_check_create(pshm_block **out, const char *name, size_t size, unsigned flags);
+int block_check_range(const pshm_block *b, const char *what, size_t offset, size_t len);
 
 /*
  * Allocate the pages of [offset, offset + len) of b's object (len 0: none),
@@ -184,7 +144,7 @@ typedef struct strbuf {
 
 void sb_putc(strbuf *sb, char c);
 void sb_puts(strbuf *sb, const char *s, size_t n);
-void sb_printf(strbuf *sb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void sb_printf(strbuf *sb, const char *fmt, ...) __attribute__((format(OS_PRINTF, 2, 3)));
 /* Hand over the NUL-terminated text (or PSHM_ELIMIT if an allocation failed). */
 int sb_finish(strbuf *sb, char **out, const char *what);
 

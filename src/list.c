@@ -32,7 +32,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistr.h>
 
 /* Every item's allocation and every header field is a multiple of this. */
 #define ALIGNMENT 8
@@ -327,7 +326,7 @@ static size_t strip_nuls(const unsigned char *p, size_t n)
 static int check_utf8(const pshm_list *l, const char *what, int64_t index,
                       const unsigned char *p, size_t n)
 {
-    if (u8_check(p, n) == NULL)
+    if (os_utf8_check(p, n) == NULL)
         return 0;
     return err_set(PSHM_ECORRUPT, "%s \"%s\"[%lld]: str item is not valid UTF-8", what,
                    list_name(l), (long long)index);

@@ -4,9 +4,7 @@
  */
 #include "protocol.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -512,13 +510,9 @@ void proto_response_clear(proto_response *r)
 void proto_mac(uint8_t out[PROTO_MAC_LEN], const void *key, size_t keylen, const char *label,
                const uint8_t a[PROTO_CHALLENGE_LEN], const uint8_t b[PROTO_CHALLENGE_LEN])
 {
-    crypto_auth_hmacsha256_state st;
-    crypto_auth_hmacsha256_init(&st, key, keylen);
-    crypto_auth_hmacsha256_update(&st, (const unsigned char *)label, strlen(label));
-    crypto_auth_hmacsha256_update(&st, a, PROTO_CHALLENGE_LEN);
-    crypto_auth_hmacsha256_update(&st, b, PROTO_CHALLENGE_LEN);
-    crypto_auth_hmacsha256_final(&st, out);
-    sodium_memzero(&st, sizeof st);
+    os_bytes parts[] = {
+        {label, strlen(label)}, {a, PROTO_CHALLENGE_LEN}, {b, PROTO_CHALLENGE_LEN}};
+    os_hmac_sha256(out, key, keylen, parts, sizeof parts / sizeof *parts);
 }
 
 bool proto_mac_ok(const uint8_t got[PROTO_MAC_LEN], const void *key, size_t keylen,
@@ -527,7 +521,7 @@ bool proto_mac_ok(const uint8_t got[PROTO_MAC_LEN], const void *key, size_t keyl
 {
     uint8_t want[PROTO_MAC_LEN];
     proto_mac(want, key, keylen, label, a, b);
-    return sodium_memcmp(got, want, PROTO_MAC_LEN) == 0;
+    return os_equal_ct(got, want, PROTO_MAC_LEN);
 }
 
 /* ---- addresses --------------------------------------------------------- */

@@ -7,20 +7,16 @@
  * accepts for the six types (minus a few rarities refused with a clear
  * message: \N{...} escapes, triple quotes, implicit concatenation).
  *
- * Floats are formatted and parsed in the "C" locale (uselocale), so a
+ * Floats are formatted and parsed in the "C" locale (os_c_locale_enter), so a
  * program that called setlocale() still gets '.' as the decimal point.
  */
 #include "internal.h"
 
 #include <inttypes.h>
-#include <locale.h>
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unictype.h>
-#include <unistr.h>
 
 /* ------------------------------------------------------------------------ */
 /* String builder                                                            */
@@ -171,26 +167,6 @@ bool pshm_value_equal(const pshm_value *a, const pshm_value *b)
 }
 
 /* ------------------------------------------------------------------------ */
-/* The "C" locale for float text                                             */
-/* ------------------------------------------------------------------------ */
-
-static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
-static locale_t c_locale;
-
-static void make_c_locale(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
-
-/*
- * Switch this thread to the "C" locale; returns the locale to restore. If
- * the locale could not be made (out of memory), uselocale(0) changes
- * nothing and the caller's locale is used.
- */
-static locale_t enter_c_locale(void)
-{
-    pthread_once(&c_locale_once, make_c_locale);
-    return uselocale(c_locale);
-}
-
-/* ------------------------------------------------------------------------ */
 /* repr: floats                                                              */
 /* ------------------------------------------------------------------------ */
 
@@ -326,9 +302,9 @@ static void float_repr_into(strbuf *sb, double f)
     } else if (x == 0) {
         sb_puts(sb, "0.0", 3);
     } else {
-        locale_t saved = enter_c_locale();
+        os_locale saved = os_c_locale_enter();
         decimal d = shortest_decimal(x);
-        uselocale(saved);
+        os_c_locale_leave(saved);
         decimal_layout(sb, &d);
     }
 }
@@ -367,23 +343,9 @@ static bool put_common_escape(strbuf *sb, unsigned c, char quote)
     return false;
 }
 
-/*
- * Python's str.isprintable() for one non-ASCII code point: false for the
- * categories Cc Cf Cs Co Cn (all of C) and Zl Zp Zs (all of Z). Python 3.11
- * uses Unicode 14.0.0; libunistring 1.0 has the same tables, but another
- * libunistring release may classify the few code points added or changed
- * by a later Unicode version differently (e.g. Unicode 15 letters that
- * Python 3.11 still sees as unassigned, Cn, and escapes).
- */
-static bool is_printable(ucs4_t uc)
+static void put_code_point(strbuf *sb, uint32_t uc, const uint8_t *bytes, int len)
 {
-    return !uc_is_general_category(uc, UC_CATEGORY_C) &&
-           !uc_is_general_category(uc, UC_CATEGORY_Z);
-}
-
-static void put_code_point(strbuf *sb, ucs4_t uc, const uint8_t *bytes, int len)
-{
-    if (is_printable(uc))
+    if (os_is_printable(uc))
         sb_puts(sb, (const char *)bytes, (size_t)len);
     else if (uc <= 0xff)
         sb_printf(sb, "\\x%02x", (unsigned)uc);
@@ -396,7 +358,7 @@ static void put_code_point(strbuf *sb, ucs4_t uc, const uint8_t *bytes, int len)
 static int str_repr_into(strbuf *sb, const char *s, size_t n)
 {
     const uint8_t *u = (const uint8_t *)s;
-    const uint8_t *bad = u8_check(u, n);
+    const uint8_t *bad = os_utf8_check(u, n);
     if (bad != NULL)
         return err_set(PSHM_ECORRUPT,
                        "repr: str is not valid UTF-8 (byte 0x%02x at offset %zu)", *bad,
@@ -404,8 +366,8 @@ static int str_repr_into(strbuf *sb, const char *s, size_t n)
     char quote = pick_quote(s, n);
     sb_putc(sb, quote);
     for (size_t i = 0; i < n;) {
-        ucs4_t uc;
-        int len = u8_mbtouc(&uc, u + i, n - i);
+        uint32_t uc;
+        int len = os_utf8_decode(&uc, u + i, n - i);
         if (uc >= 0x80)
             put_code_point(sb, uc, u + i, len);
         else if (!put_common_escape(sb, uc, quote))
@@ -514,7 +476,7 @@ static void quote_literal(const char *literal, char out[QUOTED_LITERAL_CAP])
 }
 
 static int syntax_error(const parser *ps, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+    __attribute__((format(OS_PRINTF, 2, 3)));
 
 static int syntax_error(const parser *ps, const char *fmt, ...)
 {
@@ -669,10 +631,10 @@ static int scan_float_tail(parser *ps, strbuf *text, size_t int_digits)
 
 static void make_float(bool negative, const strbuf *text, pshm_value *out)
 {
-    locale_t saved = enter_c_locale();
+    os_locale saved = os_c_locale_enter();
     /* Out-of-range literals become inf or 0 as in Python (1e400 is inf). */
     double f = strtod(text->data, NULL);
-    uselocale(saved);
+    os_c_locale_leave(saved);
     *out = pshm_float(negative ? -f : f);
 }
 
@@ -814,7 +776,7 @@ static void put_unit(string_kind kind, uint32_t uc, uint8_t *out, size_t *len)
     if (kind.bytes)
         out[(*len)++] = (uint8_t)uc;
     else
-        *len += (size_t)u8_uctomb(out + *len, uc, 4);
+        *len += (size_t)os_utf8_encode(out + *len, uc, 4);
 }
 
 static int check_code_point(parser *ps, uint32_t uc, size_t at)
@@ -920,8 +882,8 @@ static int copy_char(parser *ps, string_kind kind, uint8_t *out, size_t *len)
     if (kind.bytes)
         return syntax_error(
             ps, "bytes can only contain ASCII literal characters (offset %zu)", offset(ps));
-    ucs4_t uc;
-    int n = u8_mbtoucr(&uc, (const uint8_t *)ps->p, (size_t)(ps->end - ps->p));
+    uint32_t uc;
+    int n = os_utf8_decode_strict(&uc, (const uint8_t *)ps->p, (size_t)(ps->end - ps->p));
     if (n < 0)
         return syntax_error(ps, "invalid UTF-8 at offset %zu", offset(ps));
     memcpy(out + *len, ps->p, (size_t)n);
@@ -1068,7 +1030,7 @@ int value_check(const pshm_value *v, const char *what, const char *name, int64_t
         return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: NULL pointer for %zu bytes", what, name,
                        (long long)index, v->u.s.len);
     if (v->type == PSHM_STR && v->u.s.len > 0 &&
-        u8_check((const uint8_t *)v->u.s.ptr, v->u.s.len) != NULL)
+        os_utf8_check((const uint8_t *)v->u.s.ptr, v->u.s.len) != NULL)
         return err_set(PSHM_EINVAL, "%s \"%s\"[%lld]: str value is not valid UTF-8", what,
                        name, (long long)index);
     return 0;

@@ -121,8 +121,10 @@ static void writer(pshm_block *b, struct shared *s, const kind *k, int slot)
         s->reports_holder = with_holder(s->reports_holder, getpid());
         s->state[slot] = HOLDING; /* from here until RELEASING, holder is us */
         increment(s, slot, &seed);
-        s->reports_holder = with_holder(s->reports_holder, 0);
+        /* RELEASING first: a kill between the two stores must not leave a
+         * certain holder (HOLDING) whose report could name no one. */
         s->state[slot] = RELEASING;
+        s->reports_holder = with_holder(s->reports_holder, 0);
         if (k->unlock(b, 0) != 0)
             _exit(12);
         s->state[slot] = OUTSIDE;

@@ -7,20 +7,74 @@
  */
 #include "pshm.h"
 
+/* The format archetype of the C99 printf in use (mingw-w64's, on Windows). */
+#ifdef _WIN32
+#define CLI_PRINTF gnu_printf
+#else
+#define CLI_PRINTF printf
+#endif
+
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
-#include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
 #include <signal.h>
+#include <unistd.h>
+
+/* What the CLI asks of the system beyond C and the library: a user's name,
+ * random bytes for a fresh manager key, binary stdio, and whether a block
+ * outlives the process that made it (on Windows it goes with its last
+ * handle, so a command that makes one must hold it). */
+#ifdef _WIN32
+static const bool BLOCKS_OUTLIVE_PROCESSES = false;
+
+#include <windows.h>
+
+#include <bcrypt.h>
+#include <io.h>
+#include <process.h>
+
+/* Windows blocks carry no owner (pshm_block_stat says uid 0). */
+static const char *user_name(uint32_t uid)
+{
+    (void)uid;
+    return NULL;
+}
+
+/* Bytes in and out as on Linux: no CR LF translation on stdin or stdout. */
+static void binary_stdio(void)
+{
+    _setmode(_fileno(stdin), _O_BINARY);
+    _setmode(_fileno(stdout), _O_BINARY);
+}
+
+static bool random_bytes(void *buf, size_t n)
+{
+    return BCRYPT_SUCCESS(
+        BCryptGenRandom(NULL, buf, (ULONG)n, BCRYPT_USE_SYSTEM_PREFERRED_RNG));
+}
+#else
+static const bool BLOCKS_OUTLIVE_PROCESSES = true;
+#include <pwd.h>
 #include <sys/random.h>
 #include <sys/wait.h>
-#include <unistd.h>
+
+/* The user name for uid, or NULL if the system does not know it. */
+static const char *user_name(uint32_t uid)
+{
+    struct passwd *pw = getpwuid((uid_t)uid);
+    return pw != NULL ? pw->pw_name : NULL;
+}
+
+static bool random_bytes(void *buf, size_t n) { return getrandom(buf, n, 0) == (ssize_t)n; }
+
+static void binary_stdio(void) {}
+#endif
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
 
@@ -247,7 +301,7 @@ static const char MANAGER_SHUTDOWN_HELP[] =
 /* ------------------------------------------------------------------------ */
 
 /* Print "pshm: MESSAGE" on stderr; return EXIT_FAIL. */
-static int failf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int failf(const char *fmt, ...) __attribute__((format(CLI_PRINTF, 1, 2)));
 static int failf(const char *fmt, ...)
 {
     va_list ap;
@@ -267,7 +321,7 @@ static int fail(void) { return failf("%s", pshm_last_error()); }
  * NULL means pshm itself.
  */
 static int usage_error(const char *cmd, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+    __attribute__((format(CLI_PRINTF, 2, 3)));
 static int usage_error(const char *cmd, const char *fmt, ...)
 {
     const char *space = cmd != NULL ? " " : "";
@@ -596,13 +650,6 @@ static int shown_name(const char *name, char out[SHOWN_NAME_MAX])
     return width;
 }
 
-/* The user name for uid, or NULL if the system does not know it. */
-static const char *user_name(uint32_t uid)
-{
-    struct passwd *pw = getpwuid((uid_t)uid);
-    return pw != NULL ? pw->pw_name : NULL;
-}
-
 static void print_info_json(const pshm_block_info *info)
 {
     const char *user = user_name(info->uid);
@@ -674,6 +721,10 @@ static int cmd_create(int argc, char **argv)
         return status;
     if (!args.track)
         args.flags |= PSHM_UNTRACKED;
+    if (!args.hold && !BLOCKS_OUTLIVE_PROCESSES)
+        return failf(
+            "create: on Windows a block lives only while a process has it open, "
+            "so without --hold it would be gone when pshm exits; use --hold");
     pshm_block *block;
     if (pshm_block_create(&block, args.name, args.size, args.flags) < 0)
         return fail();
@@ -1008,6 +1059,10 @@ static int cmd_list_new(int argc, char **argv)
         default: return bad_option("list new", opt, argv);
         }
     }
+    if (!BLOCKS_OUTLIVE_PROCESSES)
+        return failf(
+            "list new: on Windows a list lives only while a process has it open, "
+            "and pshm cannot hold one; make it from a program that keeps it");
     size_t n = (size_t)(argc - optind);
     pshm_value *values;
     int status = parse_values("list new", argv + optind, n, &values);
@@ -1167,8 +1222,8 @@ static int generate_authkey(struct manager_opts *opts, char *path, size_t cap)
     const char *dir = getenv("TMPDIR");
     snprintf(path, cap, "%s/pshm-authkey-XXXXXX", dir && *dir ? dir : "/tmp");
     opts->keylen = PSHM_AUTHKEY_LEN;
-    if (getrandom(opts->key, opts->keylen, 0) != (ssize_t)opts->keylen)
-        return failf("serve: getrandom: %s", strerror(errno));
+    if (!random_bytes(opts->key, opts->keylen))
+        return failf("serve: no random bytes for a key: %s", strerror(errno));
     int fd = mkstemp(path);
     if (fd < 0)
         return failf("serve: creating a key file \"%s\": %s", path, strerror(errno));
@@ -1379,6 +1434,18 @@ static int parse_timeout(const char *text, int64_t *ms)
 
 /* Run argv to its end; its exit status, 128 + signal, or 126/127 as a
  * shell gives when the command cannot be run. */
+#ifdef _WIN32
+static int run_and_wait(char **argv)
+{
+    intptr_t status = _spawnvp(_P_WAIT, argv[0], (const char *const *)argv);
+    if (status < 0) {
+        int e = errno;
+        fprintf(stderr, "pshm: lock: %s: %s\n", argv[0], strerror(e));
+        return e == ENOENT ? 127 : 126;
+    }
+    return (int)status;
+}
+#else
 static int run_and_wait(char **argv)
 {
     pid_t pid = fork();
@@ -1396,6 +1463,7 @@ static int run_and_wait(char **argv)
             return failf("lock: waitpid: %s", strerror(errno));
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
+#endif
 
 static int cmd_lock(int argc, char **argv)
 {
@@ -1513,6 +1581,7 @@ int main(int argc, char **argv)
         {"ls", cmd_ls},         {"read", cmd_read},     {"write", cmd_write},
         {"rm", cmd_rm},         {"list", cmd_list},     {"manager", cmd_manager},
         {"lock", cmd_lock}};
+    binary_stdio();
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
         printf("pshm %d.%d.%d\n", PSHM_VERSION_MAJOR, PSHM_VERSION_MINOR, PSHM_VERSION_PATCH);
         return EXIT_OK;

@@ -1,0 +1,18 @@
+/*
+ * os_posix.c — the parts of os_posix.h that are not inline: the "C" locale
+ * floats are written and read in.
+ */
+#include "internal.h"
+
+#include <pthread.h>
+
+static pthread_once_t c_locale_once = PTHREAD_ONCE_INIT;
+static locale_t c_locale;
+
+static void make_c_locale(void) { c_locale = newlocale(LC_ALL_MASK, "C", (locale_t)0); }
+
+os_locale os_c_locale_enter(void)
+{
+    pthread_once(&c_locale_once, make_c_locale);
+    return uselocale(c_locale);
+}
