@@ -419,6 +419,24 @@ PSHM_API int pshm_list_get_float(const pshm_list *l, int64_t index, double *out)
 PSHM_API int pshm_list_set_int(pshm_list *l, int64_t index, int64_t v);
 PSHM_API int pshm_list_set_float(pshm_list *l, int64_t index, double v);
 
+/*
+ * A call pshm_list_set(l, i, v) of an int or float value goes straight to
+ * the typed set, which is the same operation in every respect: the caller
+ * builds v, and handing its 24 bytes on costs more than the store itself
+ * (for pshm_list_set(l, i, pshm_int(x)) the compiler also drops the type
+ * test). The exported function is unchanged, and (pshm_list_set)(l, i, v)
+ * or &pshm_list_set reach it directly. pshm_list_set_dispatch is not API.
+ */
+static inline int pshm_list_set_dispatch(pshm_list *l, int64_t index, pshm_value v)
+{
+    if (v.type == PSHM_INT)
+        return pshm_list_set_int(l, index, v.u.i);
+    if (v.type == PSHM_FLOAT)
+        return pshm_list_set_float(l, index, v.u.f);
+    return (pshm_list_set)(l, index, v);
+}
+#define pshm_list_set(l, index, v) pshm_list_set_dispatch((l), (index), (v))
+
 /* Number of items equal to v under pshm_value_equal. */
 PSHM_API int pshm_list_count(const pshm_list *l, const pshm_value *v, size_t *count);
 

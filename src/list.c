@@ -918,7 +918,7 @@ HOT bool same_type(pshm_list *l, int64_t index, pshm_type type)
     return l != NULL && holds(l, index, l->fast.set, type);
 }
 
-int pshm_list_set(pshm_list *l, int64_t index, pshm_value v)
+int(pshm_list_set)(pshm_list *l, int64_t index, pshm_value v)
 {
     if (!LIKELY(same_type(l, index, v.type)))
         return set_general(l, index, &v);

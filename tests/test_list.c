@@ -61,7 +61,7 @@ static void assert_format(pshm_list *l, const char *want)
 {
     char *f;
     ASSERT_OK(pshm_list_format(l, &f));
-    cr_assert_str_eq(f, want);
+    cr_assert_str_eq(f, want, "format %s, want %s", f, want);
     free(f);
 }
 
@@ -961,6 +961,32 @@ Test(list, typed_calls_read_write_and_change_types_as_set_does)
     cr_assert_eq(i, INT64_MIN);
     ASSERT_OK(pshm_list_get_float(l, 4, &f));
     cr_assert_eq(f, 1e300);
+    finish(l);
+}
+
+/* pshm_list_set is a macro over the typed sets for numbers (pshm.h): the
+ * macro, the exported function called by name and through a pointer must
+ * leave the same bytes, for numbers, type changes and the other types. */
+Test(list, set_macro_and_exported_function_agree)
+{
+    const char *name = new_name("setmacro");
+    pshm_list *l = one_of_each(name);
+    int (*exported)(pshm_list *, int64_t, pshm_value) = &pshm_list_set;
+    pshm_value runtime_int = pshm_int(41); /* the type is not a constant here */
+    ASSERT_OK(pshm_list_set(l, 0, runtime_int));
+    cr_assert_eq(data_word(l, 0, 5), 41);
+    ASSERT_OK((pshm_list_set)(l, 0, pshm_int(42)));
+    cr_assert_eq(data_word(l, 0, 5), 42);
+    ASSERT_OK(exported(l, 0, pshm_int(43)));
+    cr_assert_eq(data_word(l, 0, 5), 43);
+    ASSERT_OK(pshm_list_set(l, 1, pshm_int(2)));     /* float -> int */
+    ASSERT_OK(pshm_list_set(l, 0, pshm_float(2.5))); /* int -> float */
+    ASSERT_OK(pshm_list_set(l, 2, pshm_bool(true)));
+    ASSERT_OK(exported(l, 3, pshm_none()));
+    ASSERT_OK(pshm_list_set(l, 4, pshm_float(0.5)));
+    assert_format(l, "dqxxxxxxx?xxxxxx?xd"); /* bool and None as CPython writes them */
+    cr_assert_eq(pshm_list_set(l, 5, pshm_int(1)), PSHM_ERANGE);
+    cr_assert_eq(pshm_list_set(l, 5, pshm_none()), PSHM_ERANGE);
     finish(l);
 }
 
