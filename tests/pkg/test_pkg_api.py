@@ -212,6 +212,20 @@ class Blocks(PkgCase):
         export.release()
         other.close()
 
+    @pshm_only
+    def test_close_while_something_holds_the_block_is_a_buffer_error(self):
+        # What a numpy array made on buf does: it keeps the exporter (the
+        # block), not a buffer. (test_pkg_numpy runs the real thing where
+        # numpy can be imported.)
+        shm = self.block(16)
+        other = SharedMemory(shm.name)
+        holder = other._block
+        with self.assertRaises(BufferError):
+            other.close()
+        del holder
+        other.close()
+        self.assertEqual(mappings_of(shm.name), 1)
+
     def test_close_unmaps(self):
         shm = self.block(16, unique_name("maps"))
         self.assertEqual(mappings_of(shm.name), 1)
