@@ -335,7 +335,7 @@ static int open_connection(pshm_manager *m, const char *address)
     if (rc < 0)
         return rc;
     proto_addr_format(&a, m->address);
-    if (sodium_init() < 0)
+    if (os_crypto_init() < 0)
         return err_set(PSHM_ESYS, "connect \"%s\": libsodium failed to initialise", address);
     rc = connect_socket(m, &a);
     if (rc == 0 && (rc = handshake(m)) < 0 && m->fd >= 0) {
@@ -721,7 +721,7 @@ int pshm_manager_start(pshm_manager **out, const char *address, const void *key,
         return err_set(PSHM_EINVAL, "start: NULL handle pointer");
     *out = NULL;
     uint8_t fresh[PSHM_AUTHKEY_LEN];
-    if (sodium_init() < 0)
+    if (os_crypto_init() < 0)
         return err_set(PSHM_ESYS, "start: libsodium failed to initialise");
     if (key == NULL && keylen == 0) {
         randombytes_buf(fresh, sizeof fresh);

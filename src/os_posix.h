@@ -122,4 +122,14 @@ static inline bool os_equal_ct(const void *a, const void *b, size_t n)
     return sodium_memcmp(a, b, n) == 0;
 }
 
+/* ---- randomness (libsodium) -------------------------------------------- */
+
+/*
+ * 0, or -1 if libsodium cannot start (callers say so). Calls sodium_init
+ * once per process (os_posix.c): it takes libsodium's own lock on every
+ * call, even when done, so a thread forking (a manager server) while
+ * another was in it left the child hung in its next call.
+ */
+int os_crypto_init(void);
+
 #endif
