@@ -107,9 +107,10 @@ static const char *kind_name(enum lock_kind kind)
 }
 
 /* The area, if it holds an initialised lock of `kind`. The acquire load
- * pairs with init's release store: the pthread objects are whole. */
-static void *lock_at(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
-                     int *rc)
+ * pairs with init's release store: the pthread objects are whole. The
+ * slow path of lock_find, where every error's message is made. */
+static __attribute__((noinline, cold)) void *
+lock_at(pshm_block *b, size_t offset, enum lock_kind kind, const char *what, int *rc)
 {
     size_t size = kind == KIND_MUTEX ? PSHM_MUTEX_SIZE : PSHM_RWLOCK_SIZE;
     _Atomic uint64_t *tag = area_at(b, offset, size, what, rc);
@@ -123,6 +124,28 @@ static void *lock_at(pshm_block *b, size_t offset, enum lock_kind kind, const ch
                   "overwritten, or another kind or version of lock",
                   what, b->name, offset, kind_name(kind), (unsigned long long)seen);
     return NULL;
+}
+
+/* The lock of `kind` at offset if it passes every check of lock_at, else
+ * NULL: the handle's lock_end (its size while open and writable, else 0)
+ * stands for open, writable and in bounds, so a good call costs four
+ * compares and the tag's. */
+static inline void *lock_fast(const pshm_block *b, size_t offset, enum lock_kind kind)
+{
+    size_t size = kind == KIND_MUTEX ? PSHM_MUTEX_SIZE : PSHM_RWLOCK_SIZE;
+    if (b == NULL || offset % PSHM_LOCK_ALIGN != 0 || offset >= b->lock_end ||
+        b->lock_end - offset < size)
+        return NULL;
+    _Atomic uint64_t *tag = (_Atomic uint64_t *)((char *)b->buf + offset);
+    return atomic_load_explicit(tag, memory_order_acquire) == LOCK_TAG(kind) ? tag : NULL;
+}
+
+/* lock_fast, else lock_at for the error. */
+static inline void *lock_find(pshm_block *b, size_t offset, enum lock_kind kind,
+                              const char *what, int *rc)
+{
+    void *a = lock_fast(b, offset, kind);
+    return a != NULL ? a : lock_at(b, offset, kind, what, rc);
 }
 
 /* ---- pthread mutexes ------------------------------------------------------ */
@@ -151,15 +174,17 @@ typedef struct wait_for {
     struct timespec at;
 } wait_for;
 
-static int wait_make(int64_t timeout_ms, wait_for *w, const char *what, const pshm_block *b,
-                     size_t offset)
+/* wait_make for a timeout other than PSHM_FOREVER. */
+static __attribute__((noinline)) int wait_timed(int64_t timeout_ms, wait_for *w,
+                                                 const char *what, const pshm_block *b,
+                                                 size_t offset)
 {
-    if (timeout_ms < 0 && timeout_ms != PSHM_FOREVER)
+    if (timeout_ms < 0)
         return err_set(PSHM_EINVAL,
                        "%s \"%s\" at offset %zu: timeout %lld ms is negative (PSHM_FOREVER "
                        "is -1)",
                        what, b->name, offset, (long long)timeout_ms);
-    w->mode = timeout_ms < 0 ? WAIT_FOREVER : timeout_ms == 0 ? WAIT_TRY : WAIT_UNTIL;
+    w->mode = timeout_ms == 0 ? WAIT_TRY : WAIT_UNTIL;
     if (w->mode == WAIT_UNTIL) {
         clock_gettime(CLOCK_MONOTONIC, &w->at);
         w->at.tv_sec += (time_t)(timeout_ms / 1000);
@@ -172,8 +197,19 @@ static int wait_make(int64_t timeout_ms, wait_for *w, const char *what, const ps
     return 0;
 }
 
+/* The wait timeout_ms asks for, or PSHM_EINVAL. Inline for PSHM_FOREVER,
+ * so the common call's acquire is a plain pthread_mutex_lock. */
+static inline int wait_make(int64_t timeout_ms, wait_for *w, const char *what,
+                            const pshm_block *b, size_t offset)
+{
+    if (timeout_ms != PSHM_FOREVER)
+        return wait_timed(timeout_ms, w, what, b, offset);
+    w->mode = WAIT_FOREVER;
+    return 0;
+}
+
 /* The pthread error of taking m as w says (EBUSY from a try is ETIMEDOUT). */
-static int acquire(pthread_mutex_t *m, const wait_for *w)
+static inline int acquire(pthread_mutex_t *m, const wait_for *w)
 {
     int e;
     switch (w->mode) {
@@ -184,7 +220,7 @@ static int acquire(pthread_mutex_t *m, const wait_for *w)
 }
 
 /* A failed lock call's code and message. */
-static int lock_error(int e, const char *what, const pshm_block *b, size_t offset)
+static __attribute__((noinline, cold)) int lock_error(int e, const char *what, const pshm_block *b, size_t offset)
 {
     switch (e) {
     case ETIMEDOUT:
@@ -207,10 +243,10 @@ static int lock_error(int e, const char *what, const pshm_block *b, size_t offse
 
 /* lock_at, and the wait its timeout asks for: what every lock call does
  * first. */
-static void *lock_begin(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
+static inline void *lock_begin(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
                         int64_t timeout_ms, wait_for *w, int *rc)
 {
-    void *a = lock_at(b, offset, kind, what, rc);
+    void *a = lock_find(b, offset, kind, what, rc);
     if (a != NULL && (*rc = wait_make(timeout_ms, w, what, b, offset)) < 0)
         return NULL;
     return a;
@@ -260,24 +296,38 @@ int pshm_mutex_init(pshm_block *b, size_t offset)
     return init_finish(mutex_make(&a->m), &a->tag, KIND_MUTEX, b, "mutex init");
 }
 
-int pshm_mutex_lock(pshm_block *b, size_t offset, int64_t timeout_ms)
+/* A mutex lock's return, given acquire's pthread error. */
+static int mutex_locked(int e, const pshm_block *b, size_t offset)
 {
-    int rc;
-    wait_for w;
-    struct mutex_area *a =
-        lock_begin(b, offset, KIND_MUTEX, "mutex lock", timeout_ms, &w, &rc);
-    if (a == NULL)
-        return rc;
-    int e = acquire(&a->m, &w);
     if (e == EOWNERDEAD)
         return PSHM_OWNERDEAD; /* held; inconsistent until pshm_mutex_consistent */
     return e == 0 ? 0 : lock_error(e, "mutex lock", b, offset);
 }
 
+/* pshm_mutex_lock but for its fast path: errors, and waits with a timeout. */
+static __attribute__((noinline)) int mutex_lock_slow(pshm_block *b, size_t offset,
+                                                     int64_t timeout_ms)
+{
+    int rc;
+    wait_for w;
+    struct mutex_area *a =
+        lock_begin(b, offset, KIND_MUTEX, "mutex lock", timeout_ms, &w, &rc);
+    return a == NULL ? rc : mutex_locked(acquire(&a->m, &w), b, offset);
+}
+
+int pshm_mutex_lock(pshm_block *b, size_t offset, int64_t timeout_ms)
+{
+    struct mutex_area *a = lock_fast(b, offset, KIND_MUTEX);
+    if (a == NULL || timeout_ms != PSHM_FOREVER)
+        return mutex_lock_slow(b, offset, timeout_ms);
+    int e = pthread_mutex_lock(&a->m);
+    return e == 0 ? 0 : mutex_locked(e, b, offset);
+}
+
 int pshm_mutex_unlock(pshm_block *b, size_t offset)
 {
     int rc;
-    struct mutex_area *a = lock_at(b, offset, KIND_MUTEX, "mutex unlock", &rc);
+    struct mutex_area *a = lock_find(b, offset, KIND_MUTEX, "mutex unlock", &rc);
     if (a == NULL)
         return rc;
     int e = pthread_mutex_unlock(&a->m);
@@ -287,7 +337,7 @@ int pshm_mutex_unlock(pshm_block *b, size_t offset)
 int pshm_mutex_consistent(pshm_block *b, size_t offset)
 {
     int rc;
-    struct mutex_area *a = lock_at(b, offset, KIND_MUTEX, "mutex consistent", &rc);
+    struct mutex_area *a = lock_find(b, offset, KIND_MUTEX, "mutex consistent", &rc);
     if (a == NULL)
         return rc;
     if (pthread_mutex_consistent(&a->m) != 0)
@@ -304,7 +354,7 @@ static pid_t my_tid(void) { return (pid_t)syscall(SYS_gettid); }
 
 /* The slot a thread tries first: its thread ID hashed, computed once (a
  * forked child keeps its parent's, which only costs it a second try). */
-static _Thread_local int slot_hint = -1;
+static _Thread_local int slot_hint __attribute__((tls_model("initial-exec"))) = -1;
 
 static int first_slot(void)
 {
@@ -328,7 +378,7 @@ static int slot_try_any(struct rw_area *a, int first)
 {
     static const wait_for try_once = {WAIT_TRY, {0, 0}};
     for (int i = 0; i < RW_SLOTS; i++) {
-        int k = (first + i) % RW_SLOTS;
+        int k = (int)((unsigned)(first + i) % RW_SLOTS);
         if (slot_take(&a->slot[k].m, &try_once) == 0)
             return k;
     }
@@ -366,15 +416,20 @@ static bool readers_wait(struct rw_area *a)
     return atomic_load_explicit(&a->state, memory_order_relaxed) & (RW_WRITER | RW_BROKEN);
 }
 
-/* The slow read path: queue on W behind any writer, then take a slot. */
-static int rdlock_slow(struct rw_area *a, const wait_for *w, pshm_block *b, size_t offset)
+/*
+ * The reader's half of the pairing with a writer (see the top): the slot's
+ * lock word, just set by pthread_mutex_trylock, must be seen by all before
+ * this thread reads `state`. On x86 the locked instruction that set it is
+ * already a full barrier (no later load passes it), so only the compiler
+ * must keep its order; elsewhere it takes a fence.
+ */
+static inline void fence_after_lock(void)
 {
-    int rc = w_take(a, w, "rwlock rdlock", b, offset);
-    if (rc < 0)
-        return rc;
-    int e = slot_try_any(a, first_slot()) >= 0 ? 0 : slot_take(&a->slot[first_slot()].m, w);
-    pthread_mutex_unlock(&a->w);
-    return e == 0 ? 0 : lock_error(e, "rwlock rdlock", b, offset);
+#if defined(__x86_64__) || defined(__i386__)
+    atomic_signal_fence(memory_order_seq_cst);
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
 }
 
 int pshm_rwlock_init(pshm_block *b, size_t offset)
@@ -389,7 +444,24 @@ int pshm_rwlock_init(pshm_block *b, size_t offset)
     return init_finish(e, &a->tag, KIND_RWLOCK, b, "rwlock init");
 }
 
-int pshm_rwlock_rdlock(pshm_block *b, size_t offset, int64_t timeout_ms)
+/* The fast read lock: no writer, a slot free. */
+static inline bool rdlock_fast(struct rw_area *a)
+{
+    if (readers_wait(a))
+        return false;
+    int k = slot_try_any(a, first_slot());
+    if (k < 0)
+        return false;
+    fence_after_lock();
+    if (!readers_wait(a))
+        return true;
+    pthread_mutex_unlock(&a->slot[k].m);
+    return false;
+}
+
+/* pshm_rwlock_rdlock but for its fast path: errors, and queueing on W. */
+static __attribute__((noinline)) int rdlock_slow(pshm_block *b, size_t offset,
+                                                 int64_t timeout_ms)
 {
     int rc;
     wait_for w;
@@ -397,17 +469,21 @@ int pshm_rwlock_rdlock(pshm_block *b, size_t offset, int64_t timeout_ms)
         lock_begin(b, offset, KIND_RWLOCK, "rwlock rdlock", timeout_ms, &w, &rc);
     if (a == NULL)
         return rc;
-    if (!readers_wait(a)) {
-        int k = slot_try_any(a, first_slot());
-        if (k >= 0) {
-            /* Pairs with the writer's fence between RW_WRITER and its slots. */
-            atomic_thread_fence(memory_order_seq_cst);
-            if (!readers_wait(a))
-                return 0;
-            pthread_mutex_unlock(&a->slot[k].m);
-        }
-    }
-    return rdlock_slow(a, &w, b, offset);
+    if (rdlock_fast(a))
+        return 0;
+    if ((rc = w_take(a, &w, "rwlock rdlock", b, offset)) < 0)
+        return rc;
+    int e = slot_try_any(a, first_slot()) >= 0 ? 0 : slot_take(&a->slot[first_slot()].m, &w);
+    pthread_mutex_unlock(&a->w);
+    return e == 0 ? 0 : lock_error(e, "rwlock rdlock", b, offset);
+}
+
+int pshm_rwlock_rdlock(pshm_block *b, size_t offset, int64_t timeout_ms)
+{
+    struct rw_area *a = lock_fast(b, offset, KIND_RWLOCK);
+    if (a != NULL && timeout_ms >= PSHM_FOREVER && rdlock_fast(a))
+        return 0;
+    return rdlock_slow(b, offset, timeout_ms);
 }
 
 /* Undo a write lock that got W and slots [0, taken) but not the rest. */
@@ -447,7 +523,7 @@ int pshm_rwlock_wrlock(pshm_block *b, size_t offset, int64_t timeout_ms)
 int pshm_rwlock_wrunlock(pshm_block *b, size_t offset)
 {
     int rc;
-    struct rw_area *a = lock_at(b, offset, KIND_RWLOCK, "rwlock wrunlock", &rc);
+    struct rw_area *a = lock_find(b, offset, KIND_RWLOCK, "rwlock wrunlock", &rc);
     if (a == NULL)
         return rc;
     if (atomic_load(&a->writer_tid) != (int32_t)my_tid())
@@ -466,7 +542,7 @@ int pshm_rwlock_wrunlock(pshm_block *b, size_t offset)
 int pshm_rwlock_rdunlock(pshm_block *b, size_t offset)
 {
     int rc;
-    struct rw_area *a = lock_at(b, offset, KIND_RWLOCK, "rwlock rdunlock", &rc);
+    struct rw_area *a = lock_find(b, offset, KIND_RWLOCK, "rwlock rdunlock", &rc);
     if (a == NULL)
         return rc;
     /* The writer holds every slot: its unlock is wrunlock, never this. */
@@ -478,7 +554,7 @@ int pshm_rwlock_rdunlock(pshm_block *b, size_t offset)
                        b->name, offset);
     int first = first_slot();
     for (int i = 0; i < RW_SLOTS; i++)
-        if (pthread_mutex_unlock(&a->slot[(first + i) % RW_SLOTS].m) == 0)
+        if (pthread_mutex_unlock(&a->slot[(unsigned)(first + i) % RW_SLOTS].m) == 0)
             return 0;
     return lock_error(EPERM, "rwlock rdunlock", b, offset);
 }
@@ -486,7 +562,7 @@ int pshm_rwlock_rdunlock(pshm_block *b, size_t offset)
 int pshm_rwlock_consistent(pshm_block *b, size_t offset)
 {
     int rc;
-    struct rw_area *a = lock_at(b, offset, KIND_RWLOCK, "rwlock consistent", &rc);
+    struct rw_area *a = lock_find(b, offset, KIND_RWLOCK, "rwlock consistent", &rc);
     if (a == NULL)
         return rc;
     uint32_t st = atomic_load(&a->state);
