@@ -176,8 +176,8 @@ typedef struct wait_for {
 
 /* wait_make for a timeout other than PSHM_FOREVER. */
 static __attribute__((noinline)) int wait_timed(int64_t timeout_ms, wait_for *w,
-                                                 const char *what, const pshm_block *b,
-                                                 size_t offset)
+                                                const char *what, const pshm_block *b,
+                                                size_t offset)
 {
     if (timeout_ms < 0)
         return err_set(PSHM_EINVAL,
@@ -220,7 +220,8 @@ static inline int acquire(pthread_mutex_t *m, const wait_for *w)
 }
 
 /* A failed lock call's code and message. */
-static __attribute__((noinline, cold)) int lock_error(int e, const char *what, const pshm_block *b, size_t offset)
+static __attribute__((noinline, cold)) int lock_error(int e, const char *what,
+                                                      const pshm_block *b, size_t offset)
 {
     switch (e) {
     case ETIMEDOUT:
@@ -243,8 +244,8 @@ static __attribute__((noinline, cold)) int lock_error(int e, const char *what, c
 
 /* lock_at, and the wait its timeout asks for: what every lock call does
  * first. */
-static inline void *lock_begin(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
-                        int64_t timeout_ms, wait_for *w, int *rc)
+static inline void *lock_begin(pshm_block *b, size_t offset, enum lock_kind kind,
+                               const char *what, int64_t timeout_ms, wait_for *w, int *rc)
 {
     void *a = lock_find(b, offset, kind, what, rc);
     if (a != NULL && (*rc = wait_make(timeout_ms, w, what, b, offset)) < 0)
