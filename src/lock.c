@@ -33,6 +33,7 @@
  * the next writer.
  */
 #include "internal.h"
+#include "robust.h"
 
 #include <errno.h>
 #include <linux/futex.h>
@@ -44,27 +45,27 @@
 #include <unistd.h>
 
 #define LOCK_MAGIC 0x70736d6cu /* "pshl" */
-#define LOCK_VERSION 1u
+#define LOCK_VERSION 2u        /* 1: glibc's pthread_mutex_t */
 enum lock_kind { KIND_MUTEX = 1, KIND_RWLOCK = 2 };
 #define LOCK_TAG(kind) (((uint64_t)LOCK_MAGIC << 32) | (LOCK_VERSION << 8) | (kind))
 
 struct mutex_area {
     _Atomic uint64_t tag;
-    pthread_mutex_t m;
+    struct rmutex m;
 };
 
 #define RW_SLOTS 32
 enum { RW_WRITER = 1, RW_DIED = 2, RW_REPAIR = 4, RW_BROKEN = 8 };
 
 struct rw_slot {
-    alignas(64) pthread_mutex_t m;
+    alignas(64) struct rmutex m;
 };
 
 struct rw_area {
     _Atomic uint64_t tag;
     _Atomic uint32_t state;
     _Atomic int32_t writer_tid; /* the write lock's holder, 0 if none */
-    pthread_mutex_t w;
+    struct rmutex w;
     struct rw_slot slot[RW_SLOTS];
 };
 
@@ -150,30 +151,6 @@ static inline void *lock_find(pshm_block *b, size_t offset, enum lock_kind kind,
 
 /* ---- pthread mutexes ------------------------------------------------------ */
 
-/* A robust, process-shared, error-checking mutex at m. */
-static int mutex_make(pthread_mutex_t *m)
-{
-    pthread_mutexattr_t attr;
-    int e = pthread_mutexattr_init(&attr);
-    if (e == 0)
-        e = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    if (e == 0)
-        e = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    if (e == 0)
-        e = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
-    if (e == 0)
-        e = pthread_mutex_init(m, &attr);
-    pthread_mutexattr_destroy(&attr);
-    return e;
-}
-
-/* How long a lock call may wait: for ever, not at all, or until `at`
- * (CLOCK_MONOTONIC), one deadline for every mutex the call takes. */
-typedef struct wait_for {
-    enum { WAIT_FOREVER, WAIT_TRY, WAIT_UNTIL } mode;
-    struct timespec at;
-} wait_for;
-
 /* wait_make for a timeout other than PSHM_FOREVER. */
 static __attribute__((noinline)) int wait_timed(int64_t timeout_ms, wait_for *w,
                                                 const char *what, const pshm_block *b,
@@ -208,17 +185,6 @@ static inline int wait_make(int64_t timeout_ms, wait_for *w, const char *what,
     return 0;
 }
 
-/* The pthread error of taking m as w says (EBUSY from a try is ETIMEDOUT). */
-static inline int acquire(pthread_mutex_t *m, const wait_for *w)
-{
-    int e;
-    switch (w->mode) {
-    case WAIT_FOREVER: return pthread_mutex_lock(m);
-    case WAIT_TRY: e = pthread_mutex_trylock(m); return e == EBUSY ? ETIMEDOUT : e;
-    default: return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &w->at);
-    }
-}
-
 /* A failed lock call's code and message. */
 static __attribute__((noinline, cold)) int lock_error(int e, const char *what,
                                                       const pshm_block *b, size_t offset)
@@ -238,7 +204,7 @@ static __attribute__((noinline, cold)) int lock_error(int e, const char *what,
     case EPERM:
         return err_set(PSHM_ENOTHELD, "%s \"%s\" at offset %zu: %s", what, b->name, offset,
                        pshm_strerror(PSHM_ENOTHELD));
-    default: return err_errno(e, what, b->name, "pthread_mutex_lock");
+    default: return err_errno(e, what, b->name, "the robust futex list");
     }
 }
 
@@ -255,15 +221,11 @@ static inline void *lock_begin(pshm_block *b, size_t offset, enum lock_kind kind
 
 /* ---- mutex ---------------------------------------------------------------- */
 
-/* The last step of init, given the pthread error of making the mutexes:
- * from here on, lock_at accepts the area. */
-static int init_finish(int e, _Atomic uint64_t *tag, enum lock_kind kind, const pshm_block *b,
-                       const char *what)
+/* The last step of init: from here on, lock_at accepts the area (zeroed
+ * by init_area: every mutex free and sound). */
+static void init_finish(_Atomic uint64_t *tag, enum lock_kind kind)
 {
-    if (e != 0)
-        return err_errno(e, what, b->name, "pthread_mutex_init");
     atomic_store_explicit(tag, LOCK_TAG(kind), memory_order_release);
-    return 0;
 }
 
 /* The area for init: checked, holding no lock yet, and zeroed (the tag
@@ -294,7 +256,8 @@ int pshm_mutex_init(pshm_block *b, size_t offset)
     struct mutex_area *a = init_area(b, offset, KIND_MUTEX, "mutex init", &rc);
     if (a == NULL)
         return rc;
-    return init_finish(mutex_make(&a->m), &a->tag, KIND_MUTEX, b, "mutex init");
+    init_finish(&a->tag, KIND_MUTEX);
+    return 0;
 }
 
 /* A mutex lock's return, given acquire's pthread error. */
@@ -313,7 +276,7 @@ static __attribute__((noinline)) int mutex_lock_slow(pshm_block *b, size_t offse
     wait_for w;
     struct mutex_area *a =
         lock_begin(b, offset, KIND_MUTEX, "mutex lock", timeout_ms, &w, &rc);
-    return a == NULL ? rc : mutex_locked(acquire(&a->m, &w), b, offset);
+    return a == NULL ? rc : mutex_locked(rm_lock(&a->m, &w), b, offset);
 }
 
 int pshm_mutex_lock(pshm_block *b, size_t offset, int64_t timeout_ms)
@@ -321,7 +284,8 @@ int pshm_mutex_lock(pshm_block *b, size_t offset, int64_t timeout_ms)
     struct mutex_area *a = lock_fast(b, offset, KIND_MUTEX);
     if (a == NULL || timeout_ms != PSHM_FOREVER)
         return mutex_lock_slow(b, offset, timeout_ms);
-    int e = pthread_mutex_lock(&a->m);
+    static const wait_for forever = {WAIT_FOREVER, {0, 0}};
+    int e = rm_lock(&a->m, &forever);
     return e == 0 ? 0 : mutex_locked(e, b, offset);
 }
 
@@ -331,7 +295,7 @@ int pshm_mutex_unlock(pshm_block *b, size_t offset)
     struct mutex_area *a = lock_find(b, offset, KIND_MUTEX, "mutex unlock", &rc);
     if (a == NULL)
         return rc;
-    int e = pthread_mutex_unlock(&a->m);
+    int e = rm_unlock(&a->m);
     return e == 0 ? 0 : lock_error(e, "mutex unlock", b, offset);
 }
 
@@ -341,7 +305,7 @@ int pshm_mutex_consistent(pshm_block *b, size_t offset)
     struct mutex_area *a = lock_find(b, offset, KIND_MUTEX, "mutex consistent", &rc);
     if (a == NULL)
         return rc;
-    if (pthread_mutex_consistent(&a->m) != 0)
+    if (rm_consistent(&a->m) != 0)
         return err_set(PSHM_EINVAL,
                        "mutex consistent \"%s\" at offset %zu: the mutex is not held after "
                        "PSHM_OWNERDEAD",
@@ -351,8 +315,6 @@ int pshm_mutex_consistent(pshm_block *b, size_t offset)
 
 /* ---- readers-writer lock --------------------------------------------------- */
 
-static pid_t my_tid(void) { return (pid_t)syscall(SYS_gettid); }
-
 /* The slot a thread tries first: its thread ID hashed, computed once (a
  * forked child keeps its parent's, which only costs it a second try). */
 static _Thread_local int slot_hint __attribute__((tls_model("initial-exec"))) = -1;
@@ -360,17 +322,17 @@ static _Thread_local int slot_hint __attribute__((tls_model("initial-exec"))) = 
 static int first_slot(void)
 {
     if (slot_hint < 0)
-        slot_hint = (int)(((uint32_t)my_tid() * 2654435761u) >> 27) % RW_SLOTS;
+        slot_hint = (int)((rm_tid() * 2654435761u) >> 27) % RW_SLOTS;
     return slot_hint;
 }
 
 /* Take slot m: a dead holder (reader, or a writer that W reports) changed
  * nothing the slot guards, so it is made consistent and taken. */
-static int slot_take(pthread_mutex_t *m, const wait_for *w)
+static int slot_take(struct rmutex *m, const wait_for *w)
 {
-    int e = acquire(m, w);
+    int e = rm_lock(m, w);
     if (e == EOWNERDEAD)
-        e = pthread_mutex_consistent(m);
+        e = rm_consistent(m);
     return e;
 }
 
@@ -393,18 +355,18 @@ static int slot_try_any(struct rw_area *a, int first)
 static int w_take(struct rw_area *a, const wait_for *w, const char *what, pshm_block *b,
                   size_t offset)
 {
-    int e = acquire(&a->w, w);
+    int e = rm_lock(&a->w, w);
     if (e == EOWNERDEAD) {
         uint32_t st = atomic_load(&a->state);
         if (st & RW_WRITER)
             atomic_store(&a->state, (st & ~(uint32_t)(RW_WRITER | RW_REPAIR)) | RW_DIED);
         atomic_store(&a->writer_tid, 0);
-        e = pthread_mutex_consistent(&a->w);
+        e = rm_consistent(&a->w);
     }
     if (e != 0)
         return lock_error(e, what, b, offset);
     if (atomic_load(&a->state) & RW_BROKEN) {
-        pthread_mutex_unlock(&a->w);
+        rm_unlock(&a->w);
         return lock_error(ENOTRECOVERABLE, what, b, offset);
     }
     return 0;
@@ -439,10 +401,8 @@ int pshm_rwlock_init(pshm_block *b, size_t offset)
     struct rw_area *a = init_area(b, offset, KIND_RWLOCK, "rwlock init", &rc);
     if (a == NULL)
         return rc;
-    int e = mutex_make(&a->w);
-    for (int i = 0; e == 0 && i < RW_SLOTS; i++)
-        e = mutex_make(&a->slot[i].m);
-    return init_finish(e, &a->tag, KIND_RWLOCK, b, "rwlock init");
+    init_finish(&a->tag, KIND_RWLOCK);
+    return 0;
 }
 
 /* The fast read lock: no writer, a slot free. */
@@ -456,7 +416,7 @@ static inline bool rdlock_fast(struct rw_area *a)
     fence_after_lock();
     if (!readers_wait(a))
         return true;
-    pthread_mutex_unlock(&a->slot[k].m);
+    rm_unlock(&a->slot[k].m);
     return false;
 }
 
@@ -475,7 +435,7 @@ static __attribute__((noinline)) int rdlock_slow(pshm_block *b, size_t offset,
     if ((rc = w_take(a, &w, "rwlock rdlock", b, offset)) < 0)
         return rc;
     int e = slot_try_any(a, first_slot()) >= 0 ? 0 : slot_take(&a->slot[first_slot()].m, &w);
-    pthread_mutex_unlock(&a->w);
+    rm_unlock(&a->w);
     return e == 0 ? 0 : lock_error(e, "rwlock rdlock", b, offset);
 }
 
@@ -491,10 +451,10 @@ int pshm_rwlock_rdlock(pshm_block *b, size_t offset, int64_t timeout_ms)
 static void wrlock_undo(struct rw_area *a, int taken, uint32_t died)
 {
     while (taken > 0)
-        pthread_mutex_unlock(&a->slot[--taken].m);
+        rm_unlock(&a->slot[--taken].m);
     atomic_store(&a->state,
                  (atomic_load(&a->state) & ~(uint32_t)(RW_WRITER | RW_REPAIR)) | died);
-    pthread_mutex_unlock(&a->w);
+    rm_unlock(&a->w);
 }
 
 int pshm_rwlock_wrlock(pshm_block *b, size_t offset, int64_t timeout_ms)
@@ -517,7 +477,7 @@ int pshm_rwlock_wrlock(pshm_block *b, size_t offset, int64_t timeout_ms)
             return lock_error(e, "rwlock wrlock", b, offset);
         }
     }
-    atomic_store(&a->writer_tid, (int32_t)my_tid());
+    atomic_store(&a->writer_tid, (int32_t)rm_tid());
     return died ? PSHM_OWNERDEAD : 0;
 }
 
@@ -527,16 +487,16 @@ int pshm_rwlock_wrunlock(pshm_block *b, size_t offset)
     struct rw_area *a = lock_find(b, offset, KIND_RWLOCK, "rwlock wrunlock", &rc);
     if (a == NULL)
         return rc;
-    if (atomic_load(&a->writer_tid) != (int32_t)my_tid())
+    if (atomic_load(&a->writer_tid) != (int32_t)rm_tid())
         return lock_error(EPERM, "rwlock wrunlock", b, offset);
     atomic_store(&a->writer_tid, 0);
     for (int i = RW_SLOTS - 1; i >= 0; i--)
-        pthread_mutex_unlock(&a->slot[i].m);
+        rm_unlock(&a->slot[i].m);
     uint32_t st = atomic_load(&a->state);
     /* Told of a dead writer and never said the data is sound: broken. */
     atomic_store(&a->state, (st & ~(uint32_t)(RW_WRITER | RW_REPAIR)) |
                                 ((st & RW_REPAIR) ? RW_BROKEN : 0));
-    pthread_mutex_unlock(&a->w);
+    rm_unlock(&a->w);
     return 0;
 }
 
@@ -548,14 +508,14 @@ int pshm_rwlock_rdunlock(pshm_block *b, size_t offset)
         return rc;
     /* The writer holds every slot: its unlock is wrunlock, never this. */
     if (atomic_load_explicit(&a->writer_tid, memory_order_relaxed) != 0 &&
-        atomic_load(&a->writer_tid) == (int32_t)my_tid())
+        atomic_load(&a->writer_tid) == (int32_t)rm_tid())
         return err_set(PSHM_ENOTHELD,
                        "rwlock rdunlock \"%s\" at offset %zu: the calling thread holds the "
                        "write lock, not a read lock (use pshm_rwlock_wrunlock)",
                        b->name, offset);
     int first = first_slot();
     for (int i = 0; i < RW_SLOTS; i++)
-        if (pthread_mutex_unlock(&a->slot[(unsigned)(first + i) % RW_SLOTS].m) == 0)
+        if (rm_unlock(&a->slot[(unsigned)(first + i) % RW_SLOTS].m) == 0)
             return 0;
     return lock_error(EPERM, "rwlock rdunlock", b, offset);
 }
@@ -567,7 +527,7 @@ int pshm_rwlock_consistent(pshm_block *b, size_t offset)
     if (a == NULL)
         return rc;
     uint32_t st = atomic_load(&a->state);
-    if (!(st & RW_REPAIR) || atomic_load(&a->writer_tid) != (int32_t)my_tid())
+    if (!(st & RW_REPAIR) || atomic_load(&a->writer_tid) != (int32_t)rm_tid())
         return err_set(PSHM_EINVAL,
                        "rwlock consistent \"%s\" at offset %zu: the calling thread does not "
                        "hold the write lock after PSHM_OWNERDEAD",
