@@ -319,7 +319,7 @@ int pshm_mutex_consistent(pshm_block *b, size_t offset)
  * forked child keeps its parent's, which only costs it a second try). */
 static _Thread_local int slot_hint __attribute__((tls_model("initial-exec"))) = -1;
 
-static int first_slot(void)
+static inline int first_slot(void)
 {
     if (slot_hint < 0)
         slot_hint = (int)((rm_tid() * 2654435761u) >> 27) % RW_SLOTS;
@@ -328,7 +328,9 @@ static int first_slot(void)
 
 /* Take slot m: a dead holder (reader, or a writer that W reports) changed
  * nothing the slot guards, so it is made consistent and taken. */
-static int slot_take(struct rmutex *m, const wait_for *w)
+static const wait_for try_once = {WAIT_TRY, {0, 0}};
+
+static inline int slot_take(struct rmutex *m, const wait_for *w)
 {
     int e = rm_lock(m, w);
     if (e == EOWNERDEAD)
@@ -337,9 +339,8 @@ static int slot_take(struct rmutex *m, const wait_for *w)
 }
 
 /* Try every slot once from `first`: the index taken, or -1. */
-static int slot_try_any(struct rw_area *a, int first)
+static __attribute__((noinline)) int slot_try_any(struct rw_area *a, int first)
 {
-    static const wait_for try_once = {WAIT_TRY, {0, 0}};
     for (int i = 0; i < RW_SLOTS; i++) {
         int k = (int)((unsigned)(first + i) % RW_SLOTS);
         if (slot_take(&a->slot[k].m, &try_once) == 0)
@@ -406,12 +407,12 @@ int pshm_rwlock_init(pshm_block *b, size_t offset)
 }
 
 /* The fast read lock: no writer, a slot free. */
-static inline bool rdlock_fast(struct rw_area *a)
+static inline __attribute__((always_inline)) bool rdlock_fast(struct rw_area *a)
 {
     if (readers_wait(a))
         return false;
-    int k = slot_try_any(a, first_slot());
-    if (k < 0)
+    int k = first_slot();
+    if (slot_take(&a->slot[k].m, &try_once) != 0 && (k = slot_try_any(a, k)) < 0)
         return false;
     fence_after_lock();
     if (!readers_wait(a))
@@ -500,6 +501,16 @@ int pshm_rwlock_wrunlock(pshm_block *b, size_t offset)
     return 0;
 }
 
+/* Unlock the slot this thread holds, when it is not its first choice. */
+static __attribute__((noinline)) int rdunlock_search(struct rw_area *a, int first,
+                                                     const pshm_block *b, size_t offset)
+{
+    for (int i = 1; i < RW_SLOTS; i++)
+        if (rm_unlock(&a->slot[(unsigned)(first + i) % RW_SLOTS].m) == 0)
+            return 0;
+    return lock_error(EPERM, "rwlock rdunlock", b, offset);
+}
+
 int pshm_rwlock_rdunlock(pshm_block *b, size_t offset)
 {
     int rc;
@@ -514,10 +525,9 @@ int pshm_rwlock_rdunlock(pshm_block *b, size_t offset)
                        "write lock, not a read lock (use pshm_rwlock_wrunlock)",
                        b->name, offset);
     int first = first_slot();
-    for (int i = 0; i < RW_SLOTS; i++)
-        if (rm_unlock(&a->slot[(unsigned)(first + i) % RW_SLOTS].m) == 0)
-            return 0;
-    return lock_error(EPERM, "rwlock rdunlock", b, offset);
+    if (rm_unlock(&a->slot[first].m) == 0)
+        return 0;
+    return rdunlock_search(a, first, b, offset);
 }
 
 int pshm_rwlock_consistent(pshm_block *b, size_t offset)

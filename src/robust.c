@@ -112,10 +112,7 @@ int rm_self_refresh(void)
     return 0;
 }
 
-void rm_wake(struct rmutex *m)
-{
-    syscall(SYS_futex, &m->word, FUTEX_WAKE, 1, NULL, NULL, 0);
-}
+void rm_wake(struct rmutex *m) { syscall(SYS_futex, &m->word, FUTEX_WAKE, 1, NULL, NULL, 0); }
 
 /* Sleep while m's word is `seen`, until w's deadline: 0, or an errno
  * (ETIMEDOUT; EAGAIN and EINTR just mean look again). Not private: other
@@ -141,9 +138,8 @@ static int take(struct rmutex *m, const wait_for *w, uint32_t id)
     for (;;) {
         if (seen == 0 || (seen & FUTEX_OWNER_DIED)) {
             uint32_t want = id | keep | (seen & FUTEX_WAITERS);
-            if (atomic_compare_exchange_strong_explicit(&m->word, &seen, want,
-                                                        memory_order_acquire,
-                                                        memory_order_relaxed))
+            if (atomic_compare_exchange_strong_explicit(
+                    &m->word, &seen, want, memory_order_acquire, memory_order_relaxed))
                 return (seen & FUTEX_OWNER_DIED) ? EOWNERDEAD : 0;
             continue;
         }
@@ -152,9 +148,9 @@ static int take(struct rmutex *m, const wait_for *w, uint32_t id)
         if (w->mode == WAIT_TRY)
             return ETIMEDOUT;
         if (!(seen & FUTEX_WAITERS)) {
-            if (!atomic_compare_exchange_strong_explicit(&m->word, &seen, seen | FUTEX_WAITERS,
-                                                        memory_order_relaxed,
-                                                        memory_order_relaxed))
+            if (!atomic_compare_exchange_strong_explicit(
+                    &m->word, &seen, seen | FUTEX_WAITERS, memory_order_relaxed,
+                    memory_order_relaxed))
                 continue;
             seen |= FUTEX_WAITERS;
         }
