@@ -1,19 +1,21 @@
 /*
- * lock.c — locks inside blocks that survive a killed holder (Linux only:
- * it rests on glibc's robust process-shared mutexes and the kernel's robust
- * futex list; a build for another system leaves this file out).
+ * lock.c — locks inside blocks that survive a killed holder (Linux with
+ * glibc only: it rests on the kernel's robust futex list, shared with
+ * glibc; a build for another system leaves this file out).
  *
  * Every lock area starts with a tag word (magic, version, kind), published
  * last by init with a release store and checked by every call, so an area
- * never initialised or overwritten is a clear PSHM_EBADLOCK.
+ * never initialised or overwritten is a clear PSHM_EBADLOCK. The other
+ * checks cost a compare each: the handle's lock_end stands for open,
+ * writable and in bounds (lock_fast).
  *
- * The mutex is one robust, process-shared, error-checking pthread mutex:
- * the kernel releases it when its holder dies (EOWNERDEAD to the next
- * locker), and pthread's own consistent / ENOTRECOVERABLE states are the
- * documented repair protocol, untouched.
+ * The mutex is one robust mutex of robust.h (glibc's robust-mutex protocol,
+ * written out for speed): the kernel releases it when its holder dies
+ * (EOWNERDEAD to the next locker), and pthread's consistent /
+ * ENOTRECOVERABLE states are the repair protocol.
  *
- * The readers-writer lock (POSIX has no robust one) is built from robust
- * mutexes only, so the kernel releases everything a dead process held:
+ * The readers-writer lock (POSIX has no robust one) is built from the same
+ * robust mutexes only, so the kernel releases everything a dead process held:
  *   - W, the writer mutex, held by a writer for its whole write lock, and
  *     by a reader on the slow path for a moment;
  *   - RW_SLOTS reader slots, one mutex each on its own cache line. A
@@ -37,7 +39,6 @@
 
 #include <errno.h>
 #include <linux/futex.h>
-#include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -108,7 +109,7 @@ static const char *kind_name(enum lock_kind kind)
 }
 
 /* The area, if it holds an initialised lock of `kind`. The acquire load
- * pairs with init's release store: the pthread objects are whole. The
+ * pairs with init's release store: the mutexes are whole. The
  * slow path of lock_find, where every error's message is made. */
 static __attribute__((noinline, cold)) void *
 lock_at(pshm_block *b, size_t offset, enum lock_kind kind, const char *what, int *rc)
@@ -149,7 +150,7 @@ static inline void *lock_find(pshm_block *b, size_t offset, enum lock_kind kind,
     return a != NULL ? a : lock_at(b, offset, kind, what, rc);
 }
 
-/* ---- pthread mutexes ------------------------------------------------------ */
+/* ---- waits and errors ------------------------------------------------------ */
 
 /* wait_make for a timeout other than PSHM_FOREVER. */
 static __attribute__((noinline)) int wait_timed(int64_t timeout_ms, wait_for *w,
@@ -175,7 +176,7 @@ static __attribute__((noinline)) int wait_timed(int64_t timeout_ms, wait_for *w,
 }
 
 /* The wait timeout_ms asks for, or PSHM_EINVAL. Inline for PSHM_FOREVER,
- * so the common call's acquire is a plain pthread_mutex_lock. */
+ * so the common call goes straight to rm_lock. */
 static inline int wait_make(int64_t timeout_ms, wait_for *w, const char *what,
                             const pshm_block *b, size_t offset)
 {
@@ -260,7 +261,7 @@ int pshm_mutex_init(pshm_block *b, size_t offset)
     return 0;
 }
 
-/* A mutex lock's return, given acquire's pthread error. */
+/* A mutex lock's return, given rm_lock's error. */
 static int mutex_locked(int e, const pshm_block *b, size_t offset)
 {
     if (e == EOWNERDEAD)
@@ -382,7 +383,7 @@ static bool readers_wait(struct rw_area *a)
 
 /*
  * The reader's half of the pairing with a writer (see the top): the slot's
- * lock word, just set by pthread_mutex_trylock, must be seen by all before
+ * lock word, just set by rm_lock's compare-and-swap, must be seen by all before
  * this thread reads `state`. On x86 the locked instruction that set it is
  * already a full barrier (no later load passes it), so only the compiler
  * must keep its order; elsewhere it takes a fence.
@@ -575,6 +576,15 @@ static int named_wait_ready(pshm_block *b)
     return 0;
 }
 
+/* A named lock is meant to be removed by the tracker once no one has it
+ * open, so its tracker does that without a word: b registers again,
+ * marked quiet. */
+static int named_quiet(pshm_block *b)
+{
+    b->quiet = true;
+    return (b->flags & PSHM_UNTRACKED) ? 0 : tracker_register(b, "lock open");
+}
+
 int pshm_lock_open(pshm_block **out, const char *name, unsigned flags)
 {
     if (out == NULL || (flags & ~(unsigned)PSHM_UNTRACKED))
@@ -589,6 +599,8 @@ int pshm_lock_open(pshm_block **out, const char *name, unsigned flags)
         int rc = pshm_block_attach(out, name, flags);
         if (rc == 0) {
             rc = named_wait_ready(*out);
+            if (rc == 0)
+                rc = named_quiet(*out);
             if (rc < 0) {
                 pshm_block_free(*out);
                 *out = NULL;
@@ -600,6 +612,8 @@ int pshm_lock_open(pshm_block **out, const char *name, unsigned flags)
         rc = pshm_block_create(out, name, PSHM_RWLOCK_SIZE, flags);
         if (rc == 0) {
             rc = pshm_rwlock_init(*out, 0);
+            if (rc == 0)
+                rc = named_quiet(*out);
             if (rc < 0) {
                 pshm_block_unlink(*out);
                 pshm_block_free(*out);
