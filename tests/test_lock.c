@@ -360,6 +360,47 @@ Test(lock, shares_the_robust_list_with_glibc_mutexes)
     destroy(b);
 }
 
+/* A forked child is another holder, not its parent: it cannot unlock the
+ * parent's lock, and trying it is a timeout, not a relock. (A child that
+ * kept its parent's thread ID, which pshm caches per thread, would do
+ * both, and the kernel would never release what the child holds.) */
+Test(lock, a_forked_child_is_not_its_parent)
+{
+    pshm_block *b = new_lock(&MUTEX);
+    cr_assert_eq(pshm_mutex_lock(b, 0, 0), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int unlock = pshm_mutex_unlock(b, 0), lock = pshm_mutex_lock(b, 0, 0);
+        _exit(unlock == PSHM_ENOTHELD && lock == PSHM_ETIMEDOUT ? 0 : 1);
+    }
+    int st = t_wait(pid, 10);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child acted as its parent");
+    cr_assert_eq(pshm_mutex_unlock(b, 0), 0, "%s", pshm_last_error());
+    destroy(b);
+}
+
+static void *lock_and_return(void *arg)
+{
+    return (void *)(intptr_t)pshm_mutex_lock(arg, 0, 0);
+}
+
+/* A thread that ends while holding a lock releases it as a dying process
+ * does: the next locker is told. */
+Test(lock, a_thread_that_ends_holding_is_reported)
+{
+    pshm_block *b = new_lock(&MUTEX);
+    pthread_t t;
+    void *rc;
+    cr_assert_eq(pthread_create(&t, NULL, lock_and_return, b), 0);
+    cr_assert_eq(pthread_join(t, &rc), 0);
+    cr_assert_eq((intptr_t)rc, 0, "the thread's lock");
+    cr_assert_eq(pshm_mutex_lock(b, 0, 0), PSHM_OWNERDEAD, "%s", pshm_last_error());
+    cr_assert_eq(pshm_mutex_consistent(b, 0), 0);
+    cr_assert_eq(pshm_mutex_unlock(b, 0), 0);
+    destroy(b);
+}
+
 /* ---- dead holders ------------------------------------------------------------ */
 
 /* Killed holding it: the next locker gets it at once, told once. */
