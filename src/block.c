@@ -242,6 +242,7 @@ static int map_block(pshm_block *b, const char *what)
     void *p = mmap(NULL, b->size, prot, mflags, b->fd, 0);
     if (p != MAP_FAILED) {
         b->buf = p;
+        b->lock_end = (b->flags & PSHM_READONLY) ? 0 : b->size;
         open_list_add(b);
     }
     global_unlock();
@@ -553,6 +554,7 @@ int pshm_block_close(pshm_block *b)
         if (munmap(b->buf, b->size) < 0)
             rc = err_errno(errno, "close", b->name, "munmap");
         b->buf = NULL;
+        b->lock_end = 0;
         if (b->fast != NULL)
             *b->fast = (fast_limits){0, 0};
         global_unlock();

@@ -42,6 +42,8 @@ struct pshm_block {
     ino_t ino;
     struct pshm_block *open_prev, *open_next; /* the open-handle list */
     fast_limits *fast;                        /* of the list this block holds, or NULL */
+    size_t lock_end; /* size while open and writable, else 0: lock.c's fast check */
+    bool quiet;      /* a named lock: its tracker removes it without a word */
 };
 
 /*
