@@ -45,11 +45,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define LOCK_MAGIC 0x70736d6cu /* "pshl" */
-#define LOCK_VERSION 2u        /* 1: glibc's pthread_mutex_t */
-enum lock_kind { KIND_MUTEX = 1, KIND_RWLOCK = 2 };
-#define LOCK_TAG(kind) (((uint64_t)LOCK_MAGIC << 32) | (LOCK_VERSION << 8) | (kind))
-
 struct mutex_area {
     _Atomic uint64_t tag;
     struct rmutex m;
@@ -547,83 +542,18 @@ int pshm_rwlock_consistent(pshm_block *b, size_t offset)
     return 0;
 }
 
-/* ---- named locks ------------------------------------------------------------ */
+/* ---- the close check ---------------------------------------------------------- */
 
-/* How long an opener waits for the creator to initialise the lock. */
-#define NAMED_READY_MS 2000
 /* The kernel stops walking a robust list after this many entries. */
 #define ROBUST_LIST_MAX 2048
-
-/* Wait until the creator of b published the rwlock at offset 0. */
-static int named_wait_ready(pshm_block *b)
-{
-    int64_t deadline = monotonic_ms() + NAMED_READY_MS;
-    const _Atomic uint64_t *tag = b->buf;
-    if (b->size < PSHM_RWLOCK_SIZE)
-        return err_set(PSHM_EBADLOCK,
-                       "lock open \"%s\": the block (size %zu) is too small to be a named "
-                       "lock",
-                       b->name, b->size);
-    while (atomic_load_explicit(tag, memory_order_acquire) != LOCK_TAG(KIND_RWLOCK)) {
-        if (monotonic_ms() >= deadline)
-            return err_set(PSHM_EBADLOCK,
-                           "lock open \"%s\": the block holds no initialised lock after "
-                           "%d ms: not a named lock, or its creator died making it",
-                           b->name, NAMED_READY_MS);
-        struct timespec pause = {0, 1000000};
-        nanosleep(&pause, NULL);
-    }
-    return 0;
-}
 
 /* A named lock is meant to be removed by the tracker once no one has it
  * open, so its tracker does that without a word: b registers again,
  * marked quiet. */
-static int named_quiet(pshm_block *b)
+int lock_named_quiet(pshm_block *b)
 {
     b->quiet = true;
     return (b->flags & PSHM_UNTRACKED) ? 0 : tracker_register(b, "lock open");
-}
-
-int pshm_lock_open(pshm_block **out, const char *name, unsigned flags)
-{
-    if (out == NULL || (flags & ~(unsigned)PSHM_UNTRACKED))
-        return err_set(PSHM_EINVAL,
-                       "lock open \"%s\": NULL handle pointer or invalid flags (only "
-                       "PSHM_UNTRACKED)",
-                       name ? name : "(null)");
-    if (name == NULL)
-        return err_set(PSHM_EBADNAME, "lock open: the name is NULL");
-    /* Attach, else create; a create that loses the race attaches again. */
-    for (;;) {
-        int rc = pshm_block_attach(out, name, flags);
-        if (rc == 0) {
-            rc = named_wait_ready(*out);
-            if (rc == 0)
-                rc = named_quiet(*out);
-            if (rc < 0) {
-                pshm_block_free(*out);
-                *out = NULL;
-            }
-            return rc;
-        }
-        if (rc != PSHM_ENOENT)
-            return rc;
-        rc = pshm_block_create(out, name, PSHM_RWLOCK_SIZE, flags);
-        if (rc == 0) {
-            rc = pshm_rwlock_init(*out, 0);
-            if (rc == 0)
-                rc = named_quiet(*out);
-            if (rc < 0) {
-                pshm_block_unlink(*out);
-                pshm_block_free(*out);
-                *out = NULL;
-            }
-            return rc;
-        }
-        if (rc != PSHM_EEXIST)
-            return rc;
-    }
 }
 
 /* ---- the close check ---------------------------------------------------------- */

@@ -42,6 +42,9 @@
  *                         const os_bytes *parts, size_t nparts);
  *     bool os_equal_ct(const void *a, const void *b, size_t n); constant time
  *
+ *   Waiting (lock_named.c):
+ *     void os_sleep_ms(unsigned ms);        sleep the calling thread
+ *
  *   Randomness (block names, challenges) is used only by platform files,
  *   each from its own source: libsodium on Linux, BCryptGenRandom on Windows.
  *
