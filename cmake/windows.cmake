@@ -9,7 +9,7 @@
 # for the third.
 set(PSHM_SOURCES
   src/block_common.c src/errors.c src/list.c src/protocol.c src/values.c
-  src/lock_named.c src/win/block.c src/win/lock.c src/win/manager.c src/win/os.c)
+  src/lock_common.c src/win/block.c src/win/lock.c src/win/manager.c src/win/os.c)
 
 add_compile_options(-Wall -Wextra -Werror
   -D__USE_MINGW_ANSI_STDIO=1    # C99 printf: %zu, %lld, %a as on Linux

@@ -110,7 +110,7 @@ static inline uint64_t name_hash(const char *s)
     return h;
 }
 
-/* ---- lock.c, win/lock.c, lock_named.c ------------------------------------ */
+/* ---- lock.c, win/lock.c, lock_common.c ----------------------------------- */
 
 /* Every lock area starts with this 64-bit tag (magic, version, kind),
  * published last by init with a release store. */
@@ -118,6 +118,21 @@ static inline uint64_t name_hash(const char *s)
 #define LOCK_VERSION 2u        /* 1: Linux's areas held glibc's pthread_mutex_t */
 enum lock_kind { KIND_MUTEX = 1, KIND_RWLOCK = 2 };
 #define LOCK_TAG(kind) (((uint64_t)LOCK_MAGIC << 32) | (LOCK_VERSION << 8) | (kind))
+
+/* lock_common.c. The bytes a lock of `kind` takes. The area at offset of b
+ * if it holds an initialised lock of `kind` (the acquire load pairs with
+ * init's release store), else NULL with *rc the error, whose message names
+ * `what`, the block and the offset: the slow path where every misuse is
+ * told (a NULL, closed or read-only handle, a misaligned or too-late
+ * offset, a wrong tag). */
+size_t lock_size(enum lock_kind kind);
+__attribute__((cold)) void *lock_at(pshm_block *b, size_t offset, enum lock_kind kind,
+                                    const char *what, int *rc);
+/* The area for init: checked as above but for the tag, holding no lock yet
+ * (else PSHM_EEXIST), and zeroed, the tag with it, so no call accepts it
+ * until init publishes the tag. */
+void *lock_init_area(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
+                     int *rc);
 
 /*
  * The offset in [buf, buf + size) of a lock the calling thread holds, or

@@ -71,58 +71,6 @@ _Static_assert(alignof(struct rw_area) <= PSHM_LOCK_ALIGN, "PSHM_LOCK_ALIGN too 
 
 /* ---- the area: bounds, alignment, tag ------------------------------------ */
 
-/* The area of `size` bytes at `offset`, checked for everything but its tag. */
-static void *area_at(pshm_block *b, size_t offset, size_t size, const char *what, int *rc)
-{
-    *rc = 0;
-    if (b == NULL)
-        *rc = err_set(PSHM_EINVAL, "%s: NULL block handle", what);
-    else if (b->buf == NULL)
-        *rc = err_set(PSHM_ECLOSED, "%s \"%s\" at offset %zu: %s", what, b->name, offset,
-                      pshm_strerror(PSHM_ECLOSED));
-    else if (b->flags & PSHM_READONLY)
-        *rc = err_set(PSHM_EINVAL,
-                      "%s \"%s\" at offset %zu: the handle is read-only (PSHM_READONLY); "
-                      "a lock needs a writable mapping",
-                      what, b->name, offset);
-    else if (offset % PSHM_LOCK_ALIGN != 0)
-        *rc = err_set(PSHM_EINVAL,
-                      "%s \"%s\" at offset %zu: the offset is not a multiple of "
-                      "PSHM_LOCK_ALIGN (%d)",
-                      what, b->name, offset, PSHM_LOCK_ALIGN);
-    else if (offset > b->size || size > b->size - offset)
-        *rc = err_set(PSHM_EINVAL,
-                      "%s \"%s\" at offset %zu: the lock's %zu bytes run past the end of "
-                      "the block (size %zu)",
-                      what, b->name, offset, size, b->size);
-    return *rc == 0 ? (char *)b->buf + offset : NULL;
-}
-
-static const char *kind_name(enum lock_kind kind)
-{
-    return kind == KIND_MUTEX ? "mutex" : "readers-writer lock";
-}
-
-/* The area, if it holds an initialised lock of `kind`. The acquire load
- * pairs with init's release store: the mutexes are whole. The
- * slow path of lock_find, where every error's message is made. */
-static __attribute__((noinline, cold)) void *
-lock_at(pshm_block *b, size_t offset, enum lock_kind kind, const char *what, int *rc)
-{
-    size_t size = kind == KIND_MUTEX ? PSHM_MUTEX_SIZE : PSHM_RWLOCK_SIZE;
-    _Atomic uint64_t *tag = area_at(b, offset, size, what, rc);
-    if (tag == NULL)
-        return NULL;
-    uint64_t seen = atomic_load_explicit(tag, memory_order_acquire);
-    if (seen == LOCK_TAG(kind))
-        return tag;
-    *rc = err_set(PSHM_EBADLOCK,
-                  "%s \"%s\" at offset %zu: no %s there (tag %#018llx): never initialised, "
-                  "overwritten, or another kind or version of lock",
-                  what, b->name, offset, kind_name(kind), (unsigned long long)seen);
-    return NULL;
-}
-
 /* The lock of `kind` at offset if it passes every check of lock_at, else
  * NULL: the handle's lock_end (its size while open and writable, else 0)
  * stands for open, writable and in bounds, so a good call costs four
@@ -224,32 +172,10 @@ static void init_finish(_Atomic uint64_t *tag, enum lock_kind kind)
     atomic_store_explicit(tag, LOCK_TAG(kind), memory_order_release);
 }
 
-/* The area for init: checked, holding no lock yet, and zeroed (the tag
- * with it, so no call accepts it until init_finish). */
-static void *init_area(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
-                       int *rc)
-{
-    size_t size = kind == KIND_MUTEX ? PSHM_MUTEX_SIZE : PSHM_RWLOCK_SIZE;
-    _Atomic uint64_t *tag = area_at(b, offset, size, what, rc);
-    if (tag == NULL)
-        return NULL;
-    uint64_t seen = atomic_load_explicit(tag, memory_order_acquire);
-    if (seen == LOCK_TAG(KIND_MUTEX) || seen == LOCK_TAG(KIND_RWLOCK)) {
-        *rc = err_set(PSHM_EEXIST,
-                      "%s \"%s\" at offset %zu: the area already holds a %s (zero it first "
-                      "to replace a lock no process uses)",
-                      what, b->name, offset,
-                      kind_name(seen == LOCK_TAG(KIND_MUTEX) ? KIND_MUTEX : KIND_RWLOCK));
-        return NULL;
-    }
-    memset((void *)tag, 0, size);
-    return tag;
-}
-
 int pshm_mutex_init(pshm_block *b, size_t offset)
 {
     int rc;
-    struct mutex_area *a = init_area(b, offset, KIND_MUTEX, "mutex init", &rc);
+    struct mutex_area *a = lock_init_area(b, offset, KIND_MUTEX, "mutex init", &rc);
     if (a == NULL)
         return rc;
     init_finish(&a->tag, KIND_MUTEX);
@@ -395,7 +321,7 @@ static inline void fence_after_lock(void)
 int pshm_rwlock_init(pshm_block *b, size_t offset)
 {
     int rc;
-    struct rw_area *a = init_area(b, offset, KIND_RWLOCK, "rwlock init", &rc);
+    struct rw_area *a = lock_init_area(b, offset, KIND_RWLOCK, "rwlock init", &rc);
     if (a == NULL)
         return rc;
     init_finish(&a->tag, KIND_RWLOCK);

@@ -42,7 +42,7 @@
  *                         const os_bytes *parts, size_t nparts);
  *     bool os_equal_ct(const void *a, const void *b, size_t n); constant time
  *
- *   Waiting (lock_named.c):
+ *   Waiting (lock_common.c):
  *     void os_sleep_ms(unsigned ms);        sleep the calling thread
  *
  *   Randomness (block names, challenges) is used only by platform files,

@@ -60,62 +60,6 @@ struct rw_area {
 _Static_assert(sizeof(struct mutex_area) <= PSHM_MUTEX_SIZE, "PSHM_MUTEX_SIZE too small");
 _Static_assert(sizeof(struct rw_area) <= PSHM_RWLOCK_SIZE, "PSHM_RWLOCK_SIZE too small");
 
-/* ---- the area: bounds, alignment, tag ------------------------------------ */
-
-static void *area_at(pshm_block *b, size_t offset, size_t size, const char *what, int *rc)
-{
-    *rc = 0;
-    if (b == NULL)
-        *rc = err_set(PSHM_EINVAL, "%s: NULL block handle", what);
-    else if (b->buf == NULL)
-        *rc = err_set(PSHM_ECLOSED, "%s \"%s\" at offset %zu: %s", what, b->name, offset,
-                      pshm_strerror(PSHM_ECLOSED));
-    else if (b->flags & PSHM_READONLY)
-        *rc = err_set(PSHM_EINVAL,
-                      "%s \"%s\" at offset %zu: the handle is read-only (PSHM_READONLY); "
-                      "a lock needs a writable mapping",
-                      what, b->name, offset);
-    else if (offset % PSHM_LOCK_ALIGN != 0)
-        *rc = err_set(PSHM_EINVAL,
-                      "%s \"%s\" at offset %zu: the offset is not a multiple of "
-                      "PSHM_LOCK_ALIGN (%d)",
-                      what, b->name, offset, PSHM_LOCK_ALIGN);
-    else if (offset > b->size || size > b->size - offset)
-        *rc = err_set(PSHM_EINVAL,
-                      "%s \"%s\" at offset %zu: the lock's %zu bytes run past the end of "
-                      "the block (size %zu)",
-                      what, b->name, offset, size, b->size);
-    return *rc == 0 ? (char *)b->buf + offset : NULL;
-}
-
-static const char *kind_name(enum lock_kind kind)
-{
-    return kind == KIND_MUTEX ? "mutex" : "readers-writer lock";
-}
-
-static size_t kind_size(enum lock_kind kind)
-{
-    return kind == KIND_MUTEX ? PSHM_MUTEX_SIZE : PSHM_RWLOCK_SIZE;
-}
-
-/* The area, if it holds an initialised lock of `kind` (the acquire load
- * pairs with init's release store: the id is written). */
-static void *lock_at(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
-                     int *rc)
-{
-    _Atomic uint64_t *tag = area_at(b, offset, kind_size(kind), what, rc);
-    if (tag == NULL)
-        return NULL;
-    uint64_t seen = atomic_load_explicit(tag, memory_order_acquire);
-    if (seen == LOCK_TAG(kind))
-        return tag;
-    *rc = err_set(PSHM_EBADLOCK,
-                  "%s \"%s\" at offset %zu: no %s there (tag %#018llx): never initialised, "
-                  "overwritten, or another kind or version of lock",
-                  what, b->name, offset, kind_name(kind), (unsigned long long)seen);
-    return NULL;
-}
-
 /* A failed lock call's code and message, as on Linux. */
 static int lock_error(int code, const char *what, const pshm_block *b, size_t offset)
 {
@@ -246,17 +190,9 @@ ptrdiff_t lock_held_in(const void *buf, size_t size)
 static int lock_init(pshm_block *b, size_t offset, enum lock_kind kind, const char *what)
 {
     int rc;
-    _Atomic uint64_t *tag = area_at(b, offset, kind_size(kind), what, &rc);
+    _Atomic uint64_t *tag = lock_init_area(b, offset, kind, what, &rc);
     if (tag == NULL)
         return rc;
-    uint64_t seen = atomic_load_explicit(tag, memory_order_acquire);
-    if (seen == LOCK_TAG(KIND_MUTEX) || seen == LOCK_TAG(KIND_RWLOCK))
-        return err_set(PSHM_EEXIST,
-                       "%s \"%s\" at offset %zu: the area already holds a %s (zero it "
-                       "first to replace a lock no process uses)",
-                       what, b->name, offset,
-                       kind_name(seen == LOCK_TAG(KIND_MUTEX) ? KIND_MUTEX : KIND_RWLOCK));
-    memset((void *)tag, 0, kind_size(kind));
     uint64_t id;
     if ((rc = os_random_bytes(&id, sizeof id)) < 0)
         return rc;
