@@ -72,6 +72,24 @@ static pid_t raw_clone(int exit_signal)
     return (pid_t)syscall(SYS_clone, (unsigned long)exit_signal, NULL, NULL, NULL, NULL);
 }
 
+/*
+ * Wait for the new tracker's word that it holds nothing of ours: until it
+ * runs, it has a copy of every descriptor and mapping we had, so a block we
+ * unlink and close keeps its memory (and our shared flock) for as long as
+ * the scheduler keeps the tracker waiting — on a loaded machine, long
+ * after the caller has moved on and counted the space as free.
+ * 1 when it is ready, 0 if it exited first, -1 (errno) if recv failed.
+ */
+static int await_tracker(int sock)
+{
+    char ready;
+    ssize_t r;
+    do
+        r = recv(sock, &ready, 1, 0);
+    while (r < 0 && errno == EINTR);
+    return r < 0 ? -1 : (int)r; /* 0: it exited first */
+}
+
 /* Start a tracker for the call `what` on block b; on success tracker_sock
  * is connected to it. Lock held, so the open-handle list the tracker
  * inherits is complete. */
@@ -107,6 +125,16 @@ static int start_tracker(const char *what, const pshm_block *b)
         close(sv[0]);
         int e = WIFEXITED(status) ? WEXITSTATUS(status) : ECHILD;
         return err_errno(e, what, b->name, "starting the resource tracker: clone");
+    }
+    int ready = await_tracker(sv[0]);
+    if (ready <= 0) {
+        int e = errno;
+        close(sv[0]);
+        return ready < 0 ? err_errno(e, what, b->name, "starting the resource tracker: recv")
+                         : err_set(PSHM_ESYS,
+                                   "%s \"%s\": starting the resource tracker: it exited "
+                                   "before it was ready",
+                                   what, b->name);
     }
     /* Room for as many queued records as the system allows (see tracker_main). */
     int room = 4 << 20;
@@ -668,6 +696,9 @@ static int receive(struct tracker_msg *m, bool wait)
 static void tracker_main(int sock)
 {
     become_daemon(sock);
+    /* The caller waits for this (await_tracker); if it is gone, the
+     * receive below reads EOF. */
+    send(3, "R", 1, MSG_NOSIGNAL);
     struct table t;
     if (!table_alloc(&t, 1024))
         _exit(1);

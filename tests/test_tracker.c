@@ -29,6 +29,17 @@ struct probe {
     char err[256]; /* file receiving its (and its tracker's) stderr */
 };
 
+static char *slurp(const char *path)
+{
+    static char buf[8192];
+    FILE *f = fopen(path, "r");
+    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
+    if (f)
+        fclose(f);
+    buf[n] = '\0';
+    return buf;
+}
+
 /*
  * Start tracker_probe with args; wait for its "ready <pid>" line. Its
  * stderr goes to p->err, or is closed (no_stderr) as some callers have it.
@@ -59,8 +70,8 @@ static void probe_start_with(struct probe *p, bool no_stderr, const char *a1, co
     close(fds[1]);
     p->out = fds[0];
     char line[64];
-    cr_assert(t_read_line(p->out, line, sizeof line, 30), "probe %s %s did not get ready", a1,
-              a2);
+    cr_assert(t_read_line(p->out, line, sizeof line, 30), "probe %s %s did not get ready: %s",
+              a1, a2, slurp(p->err));
     cr_assert_eq(sscanf(line, "ready %d", &p->holder), 1, "probe said: %s", line);
 }
 
@@ -77,17 +88,6 @@ static void probe_end(struct probe *p, int sig)
     if (p->holder == p->pid)
         t_wait(p->pid, 10);
     close(p->out);
-}
-
-static char *slurp(const char *path)
-{
-    static char buf[8192];
-    FILE *f = fopen(path, "r");
-    size_t n = f ? fread(buf, 1, sizeof buf - 1, f) : 0;
-    if (f)
-        fclose(f);
-    buf[n] = '\0';
-    return buf;
 }
 
 /* The tracker writes to the probe's stderr: wait for `needle` to appear. */
@@ -255,16 +255,20 @@ Test(tracker, explicit_unlink_then_reuse_in_process)
     cr_assert_eq(pshm_unlink(name), 0);
 }
 
-Test(tracker, never_a_reapable_child_or_sigchld)
+/* A probe in `mode` that checks itself on a block of its own and says ready
+ * only if all is well; killed, its tracker removes the block. */
+static void probe_checks_itself(const char *mode)
 {
     char name[64];
-    make_block(name, sizeof name, "reap");
+    make_block(name, sizeof name, mode);
     struct probe p;
-    probe_start(&p, "reap", name, NULL, NULL);
+    probe_start(&p, mode, name, NULL, NULL);
     probe_end(&p, SIGKILL);
     cr_assert(t_wait_gone(name, GONE_WITHIN));
     unlink(p.err);
 }
+
+Test(tracker, never_a_reapable_child_or_sigchld) { probe_checks_itself("reap"); }
 
 Test(tracker, multithreaded_caller)
 {
@@ -287,6 +291,15 @@ Test(tracker, multithreaded_caller)
         }
     unlink(p.err);
 }
+
+/*
+ * When the create that started it returns, a new tracker holds none of the
+ * caller's blocks (or an unlinked block's memory would come back whenever
+ * the tracker first ran: test_full_shm saw it) and ignores SIGTERM (or a
+ * SIGTERM to creator and tracker at once would end it before its cleanup:
+ * the stress run saw it). The probe checks at once, on one CPU.
+ */
+Test(tracker, new_tracker_is_ready_when_the_create_returns) { probe_checks_itself("fresh"); }
 
 Test(tracker, recovers_when_the_tracker_is_killed)
 {

@@ -14,6 +14,10 @@
  *   tracker_probe restart A B               create A; SIGKILL the tracker;
  *                                           create B (the library must start a
  *                                           new tracker and re-register A); hold
+ *   tracker_probe fresh NAME                on one CPU, create NAME; the moment
+ *                                           it returns, its new tracker must
+ *                                           ignore SIGTERM and hold nothing in
+ *                                           /dev/shm (exit 1 saying why); hold
  *
  * "Hold" means: print "ready" on stdout, then wait for a signal. SIGTERM
  * ends the process at once without closing or unlinking anything, like a
@@ -22,8 +26,10 @@
 #include "pshm.h"
 #include "support.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -153,6 +159,86 @@ static void restart(const char *a, const char *b)
     prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0);
 }
 
+/* Our one child (the tracker, adopted: we are a subreaper), or -1. */
+static pid_t only_child(void)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/proc/self/task/%d/children", (int)getpid());
+    FILE *f = fopen(path, "r");
+    int pid = -1;
+    if (f != NULL && fscanf(f, "%d", &pid) != 1)
+        pid = -1;
+    if (f != NULL)
+        fclose(f);
+    return pid;
+}
+
+/* Whether the tracker's status says it ignores SIGTERM. */
+static bool ignores_sigterm(pid_t t)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)t);
+    FILE *f = fopen(path, "r");
+    unsigned long long ign = 0;
+    while (f != NULL && fgets(line, sizeof line, f) != NULL)
+        if (sscanf(line, "SigIgn: %llx", &ign) == 1)
+            break;
+    if (f != NULL)
+        fclose(f);
+    return (ign >> (SIGTERM - 1)) & 1;
+}
+
+/* The first descriptor or mapping of the tracker's on a file in /dev/shm
+ * (a block of ours it inherited) into `what`; false if there is none. */
+static bool holds_shm(pid_t t, char *what, size_t cap)
+{
+    char path[64], line[512];
+    snprintf(path, sizeof path, "/proc/%d/maps", (int)t);
+    FILE *f = fopen(path, "r");
+    bool found = false;
+    while (!found && f != NULL && fgets(line, sizeof line, f) != NULL)
+        if ((found = strstr(line, " /dev/shm/") != NULL))
+            snprintf(what, cap, "a mapping: %.400s", line);
+    if (f != NULL)
+        fclose(f);
+    snprintf(path, sizeof path, "/proc/%d/fd", (int)t);
+    DIR *d = opendir(path);
+    struct dirent *de;
+    while (!found && d != NULL && (de = readdir(d)) != NULL) {
+        char fd[340], target[256] = "";
+        snprintf(fd, sizeof fd, "%s/%s", path, de->d_name);
+        if (readlink(fd, target, sizeof target - 1) > 0 &&
+            (found = strncmp(target, "/dev/shm/", 9) == 0))
+            snprintf(what, cap, "descriptor %.40s: %.200s", de->d_name, target);
+    }
+    if (d != NULL)
+        closedir(d);
+    return found;
+}
+
+/* On one CPU the tracker runs only when we let it: whatever it has not
+ * done by the time create returns, it has not done. */
+static int fresh(const char *name)
+{
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(sched_getcpu(), &one);
+    sched_setaffinity(0, sizeof one, &one);
+    prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+    create_or_die(name, 64 * 1024, 0);
+    pid_t t = only_child();
+    char what[600] = "";
+    if (t < 0)
+        fprintf(stderr, "tracker_probe: no tracker among our children\n");
+    else if (!ignores_sigterm(t))
+        fprintf(stderr, "tracker_probe: the tracker does not ignore SIGTERM yet\n");
+    else if (holds_shm(t, what, sizeof what))
+        fprintf(stderr, "tracker_probe: the tracker still holds %s\n", what);
+    else
+        return 0;
+    return 1;
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGTERM, on_term);
@@ -187,6 +273,9 @@ int main(int argc, char **argv)
         threads(argv[2], atoi(argv[3]));
     } else if (strcmp(mode, "restart") == 0 && argc > 3) {
         restart(argv[2], argv[3]);
+    } else if (strcmp(mode, "fresh") == 0) {
+        if (fresh(argv[2]) != 0)
+            return 1;
     } else {
         fprintf(stderr, "tracker_probe: unknown mode %s\n", mode);
         return 2;
