@@ -542,6 +542,28 @@ static int parse_unix(const char *what, const char *text, proto_addr *out)
     return 0;
 }
 
+/* pipe:NAME, Windows' \\.\pipe\NAME: any text without backslashes or
+ * control characters, as CPython's pipe names are. */
+static int parse_pipe(const char *what, const char *text, proto_addr *out)
+{
+    const char *name = text + 5;
+    size_t n = strlen(name);
+    if (n == 0)
+        return err_set(PSHM_EADDR, "%s \"%s\": the pipe name is empty", what, text);
+    if (n >= sizeof out->path)
+        return err_set(PSHM_EADDR, "%s \"%.60s...\": the pipe name is longer than %zu bytes",
+                       what, text, sizeof out->path - 1);
+    for (size_t i = 0; i < n; i++)
+        if (name[i] == '\\' || (unsigned char)name[i] < 0x20 || name[i] == 0x7f)
+            return err_set(PSHM_EADDR,
+                           "%s \"%s\": a pipe name holds no backslash or control character",
+                           what, text);
+    out->kind = ADDR_PIPE;
+    out->family = 0;
+    memcpy(out->path, name, n + 1);
+    return 0;
+}
+
 static int parse_port(const char *what, const char *text, const char *digits, uint16_t *port)
 {
     unsigned long v = 0;
@@ -614,18 +636,20 @@ int proto_addr_parse(const char *what, const char *text, proto_addr *out)
     memset(out, 0, sizeof *out);
     if (text == NULL)
         return err_set(PSHM_EADDR, "%s: the address is NULL", what);
-    if (strncmp(text, "unix:", 5) == 0)
-        return parse_unix(what, text, out);
-    if (strncmp(text, "tcp:", 4) == 0)
-        return parse_tcp(what, text, out);
-    return err_set(PSHM_EADDR, "%s \"%.80s\": expected unix:PATH or tcp:HOST:PORT", what,
-                   text);
+    int rc = strncmp(text, "unix:", 5) == 0   ? parse_unix(what, text, out)
+             : strncmp(text, "tcp:", 4) == 0  ? parse_tcp(what, text, out)
+             : strncmp(text, "pipe:", 5) == 0 ? parse_pipe(what, text, out)
+                                              : err_set(PSHM_EADDR,
+                                                        "%s \"%.80s\": expected unix:PATH, "
+                                                        "tcp:HOST:PORT or pipe:NAME",
+                                                        what, text);
+    return rc < 0 ? rc : tr_addr_usable(what, text, out);
 }
 
 void proto_addr_format(const proto_addr *a, char out[PROTO_ADDR_MAX])
 {
-    if (a->kind == ADDR_UNIX) {
-        snprintf(out, PROTO_ADDR_MAX, "unix:%s", a->path);
+    if (a->kind != ADDR_TCP) {
+        snprintf(out, PROTO_ADDR_MAX, a->kind == ADDR_UNIX ? "unix:%s" : "pipe:%s", a->path);
         return;
     }
     char host[INET6_ADDRSTRLEN];
