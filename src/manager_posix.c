@@ -42,18 +42,8 @@ int tr_connect(os_conn *c, const proto_addr *a, const char *address)
         sun->sun_family = AF_UNIX;
         memcpy(sun->sun_path, a->path, strlen(a->path) + 1);
         len = sizeof *sun;
-    } else if (a->family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        in->sin_family = AF_INET;
-        in->sin_port = htons(a->port);
-        memcpy(&in->sin_addr, a->ip, 4);
-        len = sizeof *in;
     } else {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(a->port);
-        memcpy(&in6->sin6_addr, a->ip, 16);
-        len = sizeof *in6;
+        len = (socklen_t)proto_addr_sockaddr(a, &ss);
     }
     c->fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (c->fd < 0)

@@ -646,6 +646,29 @@ int proto_addr_parse(const char *what, const char *text, proto_addr *out)
     return rc < 0 ? rc : tr_addr_usable(what, text, out);
 }
 
+int proto_addr_sockaddr(const proto_addr *a, void *ss)
+{
+    memset(ss, 0, sizeof(struct sockaddr_storage));
+    if (a->family == AF_INET) {
+        struct sockaddr_in *in = ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(a->port);
+        memcpy(&in->sin_addr, a->ip, 4);
+        return (int)sizeof *in;
+    }
+    struct sockaddr_in6 *in6 = ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(a->port);
+    memcpy(&in6->sin6_addr, a->ip, 16);
+    return (int)sizeof *in6;
+}
+
+uint16_t proto_sockaddr_port(const proto_addr *a, const void *ss)
+{
+    return ntohs(a->family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                      : ((const struct sockaddr_in6 *)ss)->sin6_port);
+}
+
 void proto_addr_format(const proto_addr *a, char out[PROTO_ADDR_MAX])
 {
     if (a->kind != ADDR_TCP) {

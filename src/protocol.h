@@ -205,6 +205,11 @@ int proto_addr_parse(const char *what, const char *text, proto_addr *out);
 /* The platform's check of a parsed address (manager_posix.c, win/manager.c):
  * 0, or PSHM_EADDR naming `text` if this platform has no such address. */
 int tr_addr_usable(const char *what, const char *text, const proto_addr *a);
+/* A tcp: address as a socket address in *ss (a struct sockaddr_storage);
+ * returns its length. */
+int proto_addr_sockaddr(const proto_addr *a, void *ss);
+/* The port in socket address *ss (as getsockname gives it) of a's family. */
+uint16_t proto_sockaddr_port(const proto_addr *a, const void *ss);
 /* The canonical text of a (e.g. with the port a listener was given). */
 void proto_addr_format(const proto_addr *a, char out[PROTO_ADDR_MAX]);
 

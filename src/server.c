@@ -672,21 +672,8 @@ static int bind_unix(struct server *s)
 
 static int bind_tcp(struct server *s)
 {
-    struct sockaddr_storage ss = {0};
-    socklen_t len;
-    if (s->addr.family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        in->sin_family = AF_INET;
-        in->sin_port = htons(s->addr.port);
-        memcpy(&in->sin_addr, s->addr.ip, 4);
-        len = sizeof *in;
-    } else {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(s->addr.port);
-        memcpy(&in6->sin6_addr, s->addr.ip, 16);
-        len = sizeof *in6;
-    }
+    struct sockaddr_storage ss;
+    socklen_t len = (socklen_t)proto_addr_sockaddr(&s->addr, &ss);
     int one = 1;
     setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(s->listen_fd, (struct sockaddr *)&ss, len) < 0)
@@ -696,8 +683,7 @@ static int bind_tcp(struct server *s)
                    : err_errno(errno, "serve", s->address, "bind");
     if (getsockname(s->listen_fd, (struct sockaddr *)&ss, &len) < 0)
         return err_errno(errno, "serve", s->address, "getsockname");
-    s->addr.port = ntohs(s->addr.family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                                   : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    s->addr.port = proto_sockaddr_port(&s->addr, &ss);
     return 0;
 }
 

@@ -39,6 +39,10 @@ static const bool BLOCKS_OUTLIVE_PROCESSES = false;
 #include <io.h>
 #include <process.h>
 
+/* The manager server pshm_manager_start runs as `pshm.exe
+ * --pshm-manager-server` (src/win/manager.c; in libpshm.a, not exported). */
+int pshm_win_manager_server_main(void);
+
 /* Windows blocks carry no owner (pshm_block_stat says uid 0). */
 static const char *user_name(uint32_t uid)
 {
@@ -1581,6 +1585,10 @@ int main(int argc, char **argv)
         {"ls", cmd_ls},         {"read", cmd_read},     {"write", cmd_write},
         {"rm", cmd_rm},         {"list", cmd_list},     {"manager", cmd_manager},
         {"lock", cmd_lock}};
+#ifdef _WIN32
+    if (argc == 2 && strcmp(argv[1], "--pshm-manager-server") == 0)
+        return pshm_win_manager_server_main();
+#endif
     binary_stdio();
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
         printf("pshm %d.%d.%d\n", PSHM_VERSION_MAJOR, PSHM_VERSION_MINOR, PSHM_VERSION_PATCH);

@@ -192,21 +192,8 @@ static int connect_tcp(os_conn *c, const proto_addr *a, const char *address)
     int rc = win_sockets_init("connect");
     if (rc < 0)
         return rc;
-    struct sockaddr_storage ss = {0};
-    int len;
-    if (a->family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        in->sin_family = AF_INET;
-        in->sin_port = htons(a->port);
-        memcpy(&in->sin_addr, a->ip, 4);
-        len = sizeof *in;
-    } else {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(a->port);
-        memcpy(&in6->sin6_addr, a->ip, 16);
-        len = sizeof *in6;
-    }
+    struct sockaddr_storage ss;
+    int len = proto_addr_sockaddr(a, &ss);
     c->sock = WSASocketW(a->family, SOCK_STREAM, IPPROTO_TCP, NULL, 0,
                          WSA_FLAG_OVERLAPPED | WSA_FLAG_NO_HANDLE_INHERIT);
     if (c->sock == INVALID_SOCKET)

@@ -7,6 +7,7 @@
  * Linux.
  */
 #include "check.h"
+#include "child.h"
 #include "pshm.h"
 
 #include <windows.h>
@@ -15,54 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct child {
-    PROCESS_INFORMATION pi;
-    HANDLE out; /* the read end of its stdout */
-} child;
-
-/* Start win_holder (next to this program) with `args`. */
+/* Start win_holder with `args`. */
 static bool spawn(child *c, const char *args)
 {
-    char exe[MAX_PATH], cmd[2 * MAX_PATH];
-    DWORD n = GetModuleFileNameA(NULL, exe, sizeof exe);
-    char *slash = strrchr(exe, '\\');
-    if (n == 0 || slash == NULL)
-        return false;
-    strcpy(slash + 1, "win_holder.exe");
-    snprintf(cmd, sizeof cmd, "\"%s\" %s", exe, args);
-    SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
-    HANDLE wr;
-    if (!CreatePipe(&c->out, &wr, &sa, 0))
-        return false;
-    SetHandleInformation(c->out, HANDLE_FLAG_INHERIT, 0);
-    STARTUPINFOA si = {.cb = sizeof si, .dwFlags = STARTF_USESTDHANDLES};
-    si.hStdOutput = wr;
-    si.hStdError = GetStdHandle(STD_ERROR_HANDLE);
-    si.hStdInput = GetStdHandle(STD_INPUT_HANDLE);
-    BOOL ok = CreateProcessA(NULL, cmd, NULL, NULL, TRUE, 0, NULL, NULL, &si, &c->pi);
-    CloseHandle(wr);
-    return ok;
-}
-
-/* Its first line (blocking until it comes or the child ends). */
-static void read_line(child *c, char *line, size_t cap)
-{
-    size_t len = 0;
-    DWORD got;
-    char ch;
-    while (len + 1 < cap && ReadFile(c->out, &ch, 1, &got, NULL) && got == 1 && ch != '\n')
-        if (ch != '\r')
-            line[len++] = ch;
-    line[len] = '\0';
-}
-
-static void kill_child(child *c)
-{
-    TerminateProcess(c->pi.hProcess, 9);
-    WaitForSingleObject(c->pi.hProcess, INFINITE);
-    CloseHandle(c->pi.hProcess);
-    CloseHandle(c->pi.hThread);
-    CloseHandle(c->out);
+    return spawn_program(c, "win_holder.exe", args);
 }
 
 /* Run win_holder to completion; its first line. */
