@@ -76,7 +76,10 @@ static bool recv_exact(struct wclient *c, size_t at, size_t n, int64_t deadline)
         int64_t left = deadline < 0 ? -1 : deadline - monotonic_ms();
         const char *why;
         ptrdiff_t got = win_recv(&c->conn, c->in + at, n,
-                                 left > 0 ? (int)left : deadline < 0 ? -1 : 0, c->s->stop, &why);
+                                 left > 0       ? (int)left
+                                 : deadline < 0 ? -1
+                                                : 0,
+                                 c->s->stop, &why);
         if (got <= 0)
             return false;
         at += (size_t)got;
@@ -131,7 +134,8 @@ static bool handshake(struct wclient *c)
         refusal = pshm_last_error();
     else if (auth.version != PROTO_VERSION)
         refusal = "unsupported protocol version";
-    else if (!proto_mac_ok(auth.mac, s->key, s->keylen, "client", c->challenge, auth.challenge))
+    else if (!proto_mac_ok(auth.mac, s->key, s->keylen, "client", c->challenge,
+                           auth.challenge))
         refusal = "authentication failed: wrong key";
     if (refusal != NULL) {
         fprintf(stderr, "pshm manager: refusing connection %llu: %s\n", c->serial, refusal);
@@ -343,8 +347,9 @@ static int listen_tcp(struct wserver *s)
     if (bind(s->listener, (struct sockaddr *)&ss, len) != 0) {
         int e = WSAGetLastError();
         return e == WSAEADDRINUSE || e == WSAEADDRNOTAVAIL || e == WSAEACCES
-                   ? err_set(PSHM_EADDR, "serve \"%s\": bind: the address is in use or "
-                                         "not available here",
+                   ? err_set(PSHM_EADDR,
+                             "serve \"%s\": bind: the address is in use or "
+                             "not available here",
                              s->address)
                    : err_win((unsigned long)e, "serve", s->address, "bind");
     }
@@ -411,8 +416,8 @@ static int start_listening(struct wserver *s, const char *address)
         char text[64];
         rc = os_random_bytes(r, sizeof r);
         snprintf(text, sizeof text, "pipe:pshm-manager-%lu-%02x%02x%02x%02x%02x%02x%02x%02x",
-                 (unsigned long)GetCurrentProcessId(), r[0], r[1], r[2], r[3], r[4], r[5], r[6],
-                 r[7]);
+                 (unsigned long)GetCurrentProcessId(), r[0], r[1], r[2], r[3], r[4], r[5],
+                 r[6], r[7]);
         if (rc == 0)
             rc = proto_addr_parse("serve", text, &s->addr);
     }
@@ -466,9 +471,9 @@ int win_server_run(const char *address, const void *key, size_t keylen,
                           .lock = SRWLOCK_INIT};
     s->stop = CreateEventW(NULL, TRUE, FALSE, NULL);
     s->accept_ev = CreateEventW(NULL, TRUE, FALSE, NULL);
-    int rc = s->stop && s->accept_ev ? start_listening(s, address)
-                                     : err_win(GetLastError(), "serve", "(events)",
-                                               "CreateEventW");
+    int rc = s->stop && s->accept_ev
+                 ? start_listening(s, address)
+                 : err_win(GetLastError(), "serve", "(events)", "CreateEventW");
     if (rc == 0) {
         if (!ignore_ctrl && ctrl_stop == NULL) {
             ctrl_stop = s->stop;

@@ -118,6 +118,14 @@ static void exercise(const char *address)
     CHECK(pshm_manager_names(m, &names, &n) == 0 && n == 2, "names: %zu", n);
     if (n == 2)
         pshm_names_free(names, n);
+    pshm_block *extra;
+    if (pshm_manager_block(m, 100, &extra) == 0) {
+        char extra_name[PSHM_NAME_MAX + 1];
+        snprintf(extra_name, sizeof extra_name, "%s", pshm_block_name(extra));
+        pshm_block_free(extra);
+        CHECK(pshm_manager_release(m, extra_name) == 0 && gone(extra_name),
+              "release left %s: %s", extra_name, pshm_last_error());
+    }
     rc = pshm_manager_release(m, "psm_nosuch0");
     CHECK(rc == PSHM_ENOENT && strstr(pshm_last_error(), "owns no block") != NULL,
           "release unknown: %d %s", rc, pshm_last_error());
@@ -139,7 +147,7 @@ static void starter_killed(const char *address)
 {
     child c;
     char args[256], line[512], addr[200] = "", block[PSHM_NAME_MAX + 1] = "",
-                                 list[PSHM_NAME_MAX + 1] = "";
+                               list[PSHM_NAME_MAX + 1] = "";
     snprintf(args, sizeof args, "start %s \"%s\"", address, KEY);
     if (!spawn_program(&c, "win_mgr_helper.exe", args)) {
         CHECK(false, "spawn start %s", address);
@@ -155,7 +163,8 @@ static void starter_killed(const char *address)
           address, block, list);
     pshm_manager *m;
     int rc = pshm_manager_connect(&m, addr, KEY, strlen(KEY));
-    CHECK(rc == PSHM_ECONN, "connect to a dead server %s: %d %s", addr, rc, pshm_last_error());
+    CHECK(rc == PSHM_ECONN, "connect to a dead server %s: %d %s", addr, rc,
+          pshm_last_error());
 }
 
 static void expect_error(int rc, int code, const char *address, const char *part)

@@ -69,11 +69,13 @@ static int client(const char *addr, const char *key)
     if (rc < 0)
         return fail(rc);
     memset(pshm_block_buf(b), 'c', 4096);
-    bool seen = has(names, n, pshm_block_name(b)) && has(names, n, pshm_block_name(pshm_list_block(l)));
+    bool seen = has(names, n, pshm_block_name(b)) &&
+                has(names, n, pshm_block_name(pshm_list_block(l)));
     pshm_names_free(names, n);
     int64_t got = 0;
     pshm_list_get_int(l, 0, &got);
-    if (!seen || got != (int64_t)GetCurrentProcessId() || ((char *)pshm_block_buf(b))[4095] != 'c') {
+    if (!seen || got != (int64_t)GetCurrentProcessId() ||
+        ((char *)pshm_block_buf(b))[4095] != 'c') {
         puts("bad: names or contents");
         return 1;
     }
