@@ -174,17 +174,22 @@ ptrdiff_t tr_recv(os_conn *c, void *p, size_t n, int timeout_ms, const char **wh
     return win_recv(c, p, n, timeout_ms, NULL, why);
 }
 
-int tr_send_all(os_conn *c, const void *data, size_t len, const char **why)
+int win_send_all(os_conn *c, const void *data, size_t len, HANDLE stop, const char **why)
 {
     const char *p = data;
     while (len > 0) {
-        ptrdiff_t n = transfer(c, (void *)p, len, true, -1, NULL, why);
+        ptrdiff_t n = transfer(c, (void *)p, len, true, -1, stop, why);
         if (n <= 0)
             return -1;
         p += n;
         len -= (size_t)n;
     }
     return 0;
+}
+
+int tr_send_all(os_conn *c, const void *data, size_t len, const char **why)
+{
+    return win_send_all(c, data, len, NULL, why);
 }
 
 static int connect_tcp(os_conn *c, const proto_addr *a, const char *address)
@@ -263,6 +268,7 @@ struct start_request {
 /* What the server writes to its stdout: code 0 and its address, or a
  * failure code and message. */
 struct ready_report {
+    uint32_t magic; /* START_MAGIC: not some other program's output */
     int32_t code;
     char text[508];
 };
@@ -334,7 +340,7 @@ static int run_server_program(HANDLE child_in, HANDLE child_out, PROCESS_INFORMA
 static int await_ready(HANDLE from, HANDLE process, char address[PROTO_ADDR_MAX])
 {
     struct ready_report r;
-    bool got = read_all(from, &r, sizeof r);
+    bool got = read_all(from, &r, sizeof r) && r.magic == START_MAGIC;
     if (got && r.code == 0) {
         size_t n = strnlen(r.text, PROTO_ADDR_MAX - 1);
         memcpy(address, r.text, n);
@@ -424,7 +430,7 @@ void tr_reap_server(os_server *s)
 
 static void report(HANDLE to, int code, const char *text)
 {
-    struct ready_report r = {.code = code};
+    struct ready_report r = {.magic = START_MAGIC, .code = code};
     snprintf(r.text, sizeof r.text, "%s", text);
     write_all(to, &r, sizeof r);
 }

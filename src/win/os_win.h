@@ -87,6 +87,8 @@ int win_sockets_init(const char *what);
  * as `stop` (an event, or NULL) is set. */
 ptrdiff_t win_recv(os_conn *c, void *p, size_t n, int timeout_ms, HANDLE stop,
                    const char **why);
+/* As tr_send_all, but giving up (-1) as soon as `stop` is set. */
+int win_send_all(os_conn *c, const void *data, size_t len, HANDLE stop, const char **why);
 /* The \\.\pipe\ path of a pipe: address, as UTF-16. */
 int win_pipe_path(const char *what, const char *address, const char *name, wchar_t out[300]);
 

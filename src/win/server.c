@@ -64,7 +64,8 @@ struct wclient {
 static bool send_out(struct wclient *c)
 {
     const char *why;
-    bool ok = !c->out.failed && tr_send_all(&c->conn, c->out.data, c->out.len, &why) == 0;
+    bool ok = !c->out.failed &&
+              win_send_all(&c->conn, c->out.data, c->out.len, c->s->stop, &why) == 0;
     c->out.len = 0;
     return ok;
 }
