@@ -51,7 +51,8 @@
  *   OS_CONN_CLOSED) and os_server (a server process pshm_manager_start made,
  *   OS_SERVER_NONE); manager.h declares what is done with them.
  *
- *   Addresses: inet_pton/inet_ntop, AF_INET, AF_INET6.
+ *   Addresses: inet_pton/inet_ntop, htons/ntohs, AF_INET, AF_INET6, struct
+ *   sockaddr_in, sockaddr_in6 and sockaddr_storage.
  *
  *   OS_PRINTF: the format attribute's archetype for the C99 printf the
  *   library formats messages with.

@@ -61,6 +61,7 @@ printf 'cli key' >key
 printf 'not the key' >badkey
 addr=pipe:pshm-wincli-$$
 coproc SERVE { $WINE "$PSHM_EXE" manager serve --address "$addr" --authkey-file key 2>&1; }
+serve_pid=$SERVE_PID # bash unsets SERVE_PID once it has reaped the coproc
 read -r -t 60 line <&"${SERVE[0]}"
 check "manager serve prints its address" "$addr" "${line%$'\r'}"
 mgr() { pshm manager --address "$addr" --authkey-file key "$@"; }
@@ -78,7 +79,7 @@ check "released: gone" "1 pshm: stat \"$blk\": OpenFileMappingW: no such shared 
 blk=$(mgr block --size 100)
 out=$(mgr shutdown); rc=$?
 check "manager shutdown" "0 " "$rc $out"
-wait "$SERVE_PID"
+wait "$serve_pid"
 check "serve exits 0 after shutdown" "0" "$?"
 out=$(pshm info "$blk"); rc=$?
 check "shutdown frees what the server held" "1 pshm: stat \"$blk\": OpenFileMappingW: no such shared memory block" "$rc $out"

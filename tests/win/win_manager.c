@@ -79,6 +79,31 @@ static void check_clients(const char *addr)
     CHECK(ok == CLIENTS, "%s: %d of %d clients ok", addr, ok, CLIENTS);
 }
 
+/* The server serves 64 connections (`open` are open already); the next is
+ * told it is busy, and once some close, connecting works again. */
+#define SLOTS 64
+static void check_busy(const char *addr, int open)
+{
+    pshm_manager *conns[SLOTS];
+    int n = 0, rc;
+    while (n < SLOTS - open &&
+           (rc = pshm_manager_connect(&conns[n], addr, KEY, strlen(KEY))) == 0)
+        n++;
+    CHECK(n == SLOTS - open, "%s: only %d connections: %s", addr, n, pshm_last_error());
+    pshm_manager *extra;
+    rc = pshm_manager_connect(&extra, addr, KEY, strlen(KEY));
+    CHECK(rc == PSHM_ECONN && strstr(pshm_last_error(), "busy") != NULL, "%s: 65th: %d %s",
+          addr, rc, pshm_last_error());
+    while (n > 0)
+        pshm_manager_disconnect(conns[--n]);
+    for (int i = 0;
+         i < 100 && (rc = pshm_manager_connect(&extra, addr, KEY, strlen(KEY))) < 0; i++)
+        Sleep(50); /* the server notices the closed ones */
+    CHECK(rc == 0, "%s: no connection after the others closed: %s", addr, pshm_last_error());
+    if (rc == 0)
+        pshm_manager_disconnect(extra);
+}
+
 /* A manager started from here: blocks and lists through it, keys, many
  * clients, names, release, then shutdown freeing everything. */
 static void exercise(const char *address)
@@ -113,6 +138,7 @@ static void exercise(const char *address)
     CHECK(attachable(block_name) && attachable(list_name), "owned blocks gone early");
     check_keys(addr);
     check_clients(addr);
+    check_busy(addr, 1);
     char **names;
     size_t n;
     CHECK(pshm_manager_names(m, &names, &n) == 0 && n == 2, "names: %zu", n);
