@@ -361,12 +361,17 @@ static void close_all(HANDLE *h, size_t n)
             CloseHandle(h[i]);
 }
 
+/* Held from making a child's inheritable handles until they are closed
+ * again, so two starts in one process never lend each other theirs. */
+static SRWLOCK spawn_lock = SRWLOCK_INIT;
+
 int tr_spawn_server(os_server *s, const char *address, const void *key, size_t keylen,
                     char out[PROTO_ADDR_MAX])
 {
     /* in[0]/out[1] are the child's, me its handle of us: inheritable. */
     HANDLE in[2] = {NULL, NULL}, outp[2] = {NULL, NULL}, me = NULL;
     SECURITY_ATTRIBUTES inherit = {sizeof inherit, NULL, TRUE};
+    AcquireSRWLockExclusive(&spawn_lock);
     if (!CreatePipe(&in[0], &in[1], &inherit, 0) ||
         !CreatePipe(&outp[0], &outp[1], &inherit, 0) ||
         !DuplicateHandle(GetCurrentProcess(), GetCurrentProcess(), GetCurrentProcess(), &me,
@@ -374,6 +379,7 @@ int tr_spawn_server(os_server *s, const char *address, const void *key, size_t k
         int rc = err_win(GetLastError(), "start", "(manager)", "CreatePipe");
         HANDLE all[5] = {in[0], in[1], outp[0], outp[1], me};
         close_all(all, 5);
+        ReleaseSRWLockExclusive(&spawn_lock);
         return rc;
     }
     SetHandleInformation(in[1], HANDLE_FLAG_INHERIT, 0);
@@ -382,6 +388,7 @@ int tr_spawn_server(os_server *s, const char *address, const void *key, size_t k
     int rc = run_server_program(in[0], outp[1], &pi);
     HANDLE child_ends[3] = {in[0], outp[1], me};
     close_all(child_ends, 3);
+    ReleaseSRWLockExclusive(&spawn_lock);
     if (rc == 0) {
         struct start_request req = {.magic = START_MAGIC,
                                     .keylen = (uint32_t)keylen,
