@@ -6,6 +6,8 @@
  * TerminateProcess, whose server then exits and frees its blocks; shutdown
  * freeing everything; bad addresses refused with messages naming them.
  */
+#include <winsock2.h> /* before windows.h, which child.h includes */
+
 #include "check.h"
 #include "child.h"
 #include "pshm.h"
@@ -232,13 +234,47 @@ static void bad_addresses(void)
     }
 }
 
+/* A connection that never authenticates is dropped after the handshake
+ * timeout (300 ms here, through the environment the server inherits): a
+ * raw socket gets HELLO, sends nothing, and then sees the server close. */
+static void handshake_timeout(void)
+{
+    SetEnvironmentVariableA("PSHM_MANAGER_HANDSHAKE_MS", "300");
+    pshm_manager *m;
+    int rc = pshm_manager_start(&m, "tcp:127.0.0.1:0", KEY, strlen(KEY));
+    SetEnvironmentVariableA("PSHM_MANAGER_HANDSHAKE_MS", NULL);
+    CHECK(rc == 0, "start: %s", pshm_last_error());
+    if (rc < 0)
+        return;
+    unsigned port = 0;
+    sscanf(pshm_manager_address(m), "tcp:127.0.0.1:%u", &port);
+    SOCKET sock = socket(AF_INET, SOCK_STREAM, IPPROTO_TCP);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_port = htons((u_short)port)};
+    sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    DWORD limit = 20000; /* a safety net only: the server should close long before */
+    setsockopt(sock, SOL_SOCKET, SO_RCVTIMEO, (const char *)&limit, sizeof limit);
+    char buf[512];
+    int got = 0, n;
+    CHECK(connect(sock, (struct sockaddr *)&sin, sizeof sin) == 0, "connect: %d",
+          WSAGetLastError());
+    while ((n = recv(sock, buf, sizeof buf, 0)) > 0)
+        got += n;
+    CHECK(got == 4 + 4 + 2 + 32 && n == 0, "HELLO of %d bytes, then recv %d (error %d)", got,
+          n, WSAGetLastError());
+    closesocket(sock);
+    CHECK(pshm_manager_shutdown(m) == 0, "shutdown: %s", pshm_last_error());
+}
+
 int main(void)
 {
+    WSADATA wsa;
+    WSAStartup(MAKEWORD(2, 2), &wsa);
     exercise("tcp:127.0.0.1:0");
     exercise("pipe:pshm-win-test");
     exercise(NULL);
     starter_killed("tcp:127.0.0.1:0");
     starter_killed("pipe:pshm-win-killed");
     bad_addresses();
+    handshake_timeout();
     return check_report("win_manager");
 }
