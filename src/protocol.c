@@ -526,42 +526,41 @@ bool proto_mac_ok(const uint8_t got[PROTO_MAC_LEN], const void *key, size_t keyl
 
 /* ---- addresses --------------------------------------------------------- */
 
-static int parse_unix(const char *what, const char *text, proto_addr *out)
+/* The path of unix:PATH or the name of pipe:NAME (both after 5 bytes of
+ * prefix; `noun` names it in messages): non-empty and fitting out->path. */
+static int parse_path(const char *what, const char *text, const char *noun, proto_addr *out)
 {
     const char *path = text + 5;
     size_t n = strlen(path);
     if (n == 0)
-        return err_set(PSHM_EADDR, "%s \"%s\": the socket path is empty", what, text);
+        return err_set(PSHM_EADDR, "%s \"%s\": the %s is empty", what, text, noun);
     if (n >= sizeof out->path)
-        return err_set(PSHM_EADDR,
-                       "%s \"%.60s...\": the socket path is longer than %zu bytes", what,
-                       text, sizeof out->path - 1);
-    out->kind = ADDR_UNIX;
-    out->family = AF_UNIX;
+        return err_set(PSHM_EADDR, "%s \"%.60s...\": the %s is longer than %zu bytes", what,
+                       text, noun, sizeof out->path - 1);
     memcpy(out->path, path, n + 1);
     return 0;
+}
+
+static int parse_unix(const char *what, const char *text, proto_addr *out)
+{
+    out->kind = ADDR_UNIX;
+    out->family = AF_UNIX;
+    return parse_path(what, text, "socket path", out);
 }
 
 /* pipe:NAME, Windows' \\.\pipe\NAME: any text without backslashes or
  * control characters, as CPython's pipe names are. */
 static int parse_pipe(const char *what, const char *text, proto_addr *out)
 {
-    const char *name = text + 5;
-    size_t n = strlen(name);
-    if (n == 0)
-        return err_set(PSHM_EADDR, "%s \"%s\": the pipe name is empty", what, text);
-    if (n >= sizeof out->path)
-        return err_set(PSHM_EADDR, "%s \"%.60s...\": the pipe name is longer than %zu bytes",
-                       what, text, sizeof out->path - 1);
-    for (size_t i = 0; i < n; i++)
-        if (name[i] == '\\' || (unsigned char)name[i] < 0x20 || name[i] == 0x7f)
-            return err_set(PSHM_EADDR,
-                           "%s \"%s\": a pipe name holds no backslash or control character",
-                           what, text);
     out->kind = ADDR_PIPE;
     out->family = 0;
-    memcpy(out->path, name, n + 1);
-    return 0;
+    int rc = parse_path(what, text, "pipe name", out);
+    for (const char *c = out->path; rc == 0 && *c != '\0'; c++)
+        if (*c == '\\' || (unsigned char)*c < 0x20 || *c == 0x7f)
+            rc = err_set(PSHM_EADDR,
+                         "%s \"%s\": a pipe name holds no backslash or control character",
+                         what, text);
+    return rc;
 }
 
 static int parse_port(const char *what, const char *text, const char *digits, uint16_t *port)

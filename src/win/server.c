@@ -158,6 +158,14 @@ static int own(struct wserver *s, pshm_block *b)
     return rc;
 }
 
+static int create_block(uint64_t size, pshm_block **out)
+{
+    if ((uint64_t)(size_t)size != size)
+        return err_set(PSHM_EBADSIZE, "create: size %llu is too large",
+                       (unsigned long long)size);
+    return pshm_block_create(out, NULL, (size_t)size, 0);
+}
+
 /* A list's block, kept by a handle of our own once the list handle goes. */
 static int create_list(const proto_request *req, pshm_block **out)
 {
@@ -177,14 +185,9 @@ static void do_request(struct wserver *s, struct wclient *c, const proto_request
     int rc = 0;
     switch (req->kind) {
     case REQ_CREATE_BLOCK:
-        rc = (uint64_t)(size_t)req->size != req->size
-                 ? err_set(PSHM_EBADSIZE, "create: size %llu is too large",
-                           (unsigned long long)req->size)
-                 : pshm_block_create(&b, NULL, (size_t)req->size, 0);
-        /* fall through */
     case REQ_CREATE_LIST:
-        if (req->kind == REQ_CREATE_LIST)
-            rc = create_list(req, &b);
+        rc = req->kind == REQ_CREATE_BLOCK ? create_block(req->size, &b)
+                                           : create_list(req, &b);
         if (rc == 0 && (rc = own(s, b)) == 0)
             proto_put_ok_name(&c->out, b->name);
         break;
