@@ -265,6 +265,26 @@ static void handshake_timeout(void)
     CHECK(pshm_manager_shutdown(m) == 0, "shutdown: %s", pshm_last_error());
 }
 
+/* pshm_manager_with: a fresh random key, a block made inside, gone after. */
+static int make_one(pshm_manager *m, void *arg)
+{
+    pshm_block *b;
+    int rc = pshm_manager_block(m, 64, &b);
+    if (rc == 0) {
+        snprintf(arg, PSHM_NAME_MAX + 1, "%s", pshm_block_name(b));
+        pshm_block_free(b);
+    }
+    return rc;
+}
+
+static void with_random_key(void)
+{
+    char name[PSHM_NAME_MAX + 1] = "";
+    int rc = pshm_manager_with(NULL, NULL, 0, make_one, name);
+    CHECK(rc == 0 && name[0] != '\0', "with: %d %s", rc, pshm_last_error());
+    CHECK(name[0] == '\0' || gone(name), "with left %s", name);
+}
+
 int main(void)
 {
     WSADATA wsa;
@@ -276,5 +296,6 @@ int main(void)
     starter_killed("pipe:pshm-win-killed");
     bad_addresses();
     handshake_timeout();
+    with_random_key();
     return check_report("win_manager");
 }
