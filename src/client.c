@@ -93,13 +93,9 @@ static int fill_in(pshm_manager *m, const char *what, size_t want, int64_t deadl
     if (rc == 0 && deadline < 0 && m->in_len < want)
         spin_for_reply(m);
     while (rc == 0 && m->in_len < want) {
-        int64_t left = deadline < 0 ? -1 : deadline - monotonic_ms();
         const char *why;
         ptrdiff_t n = tr_recv(&m->conn, m->in + m->in_len, m->in_cap - m->in_len,
-                              left > 0       ? (int)left
-                              : deadline < 0 ? -1
-                                             : 0,
-                              &why);
+                              tr_timeout(deadline), &why);
         if (n == TR_TIMEOUT)
             return lost(m, what, "the server did not answer in time");
         if (n <= 0)

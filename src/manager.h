@@ -36,6 +36,16 @@ int tr_send_all(os_conn *c, const void *p, size_t n, const char **why);
 #define TR_TIMEOUT (-2)
 ptrdiff_t tr_recv(os_conn *c, void *p, size_t n, int timeout_ms, const char **why);
 
+/* tr_recv's timeout for a monotonic_ms() deadline (-1: none): what is left
+ * of it, 0 once it has passed. */
+static inline int tr_timeout(int64_t deadline)
+{
+    if (deadline < 0)
+        return -1;
+    int64_t left = deadline - monotonic_ms();
+    return left > 0 ? (int)left : 0;
+}
+
 /* ---- the server process pshm_manager_start makes (os_server) ----------- */
 
 /* Start a server for `address` (NULL: a private default) and wait until it

@@ -74,13 +74,9 @@ static bool send_out(struct wclient *c)
 static bool recv_exact(struct wclient *c, size_t at, size_t n, int64_t deadline)
 {
     while (n > 0) {
-        int64_t left = deadline < 0 ? -1 : deadline - monotonic_ms();
         const char *why;
-        ptrdiff_t got = win_recv(&c->conn, c->in + at, n,
-                                 left > 0       ? (int)left
-                                 : deadline < 0 ? -1
-                                                : 0,
-                                 c->s->stop, &why);
+        ptrdiff_t got =
+            win_recv(&c->conn, c->in + at, n, tr_timeout(deadline), c->s->stop, &why);
         if (got <= 0)
             return false;
         at += (size_t)got;
