@@ -8,7 +8,8 @@
  *                       of the whole (wall time / total operations)
  *
  * Impls: pthread_mutex (PTHREAD_PROCESS_SHARED, not robust: the floor),
- * pthread_robust (the same, robust: what pshm_mutex is built on), pshm_mutex, pshm_rwlock_read, pshm_rwlock_write, flock (LOCK_EX on a
+ * pthread_robust (the same, robust: the protocol pshm_mutex implements, see
+ * src/robust.h), pshm_mutex, pshm_rwlock_read, pshm_rwlock_write, flock (LOCK_EX on a
  * file, contended figure only, as the issue asks).
  *
  * Output follows the bench contract: "BENCH <figure> <impl> <ns_per_op>".

@@ -6,6 +6,13 @@ The Python side of bench/bench.h: the same bench contract (one line
 one batch of the measuring time). PSHM_BENCH_SCALE multiplies the measuring
 time, MIN_MEASURE_NS (0.2 s) per figure.
 
+measure_paired times two or more implementations of one figure in
+interleaved rounds instead, for figures whose speed follows the machine's
+state (system calls, wake-ups of other processes): each round times every
+implementation once, back to back, so both see the same state, and the
+ratio is taken within each round ("PAIRED" lines, which bench/report.py
+sums up as the median over rounds).
+
 The scripts run as `python3 bench/py_x.py`; Python puts the script's own
 folder first on sys.path, so `import pybench` works from any directory.
 Not a benchmark itself: bench/run.sh runs only py_*.py.
@@ -41,14 +48,19 @@ def time_batch(batch, count):
     return time.perf_counter_ns() - start
 
 
-def calibrated(timer):
-    """Double the count until timer(count) lasts CALIBRATE_NS, then time one
-    batch long enough for the measuring time; ns per count."""
+def calibrate(timer, measure_ns):
+    """Double the count until timer(count) lasts CALIBRATE_NS (which warms
+    up too); the count whose timing lasts about measure_ns."""
     count = 1
     while timer(count) < CALIBRATE_NS:
         count *= 2
-    per_op = CALIBRATE_NS / count
-    n = int(MIN_MEASURE_NS * bench_scale() / per_op) + 1
+    return int(measure_ns * count / CALIBRATE_NS) + 1
+
+
+def calibrated(timer):
+    """Calibrate, then time one batch long enough for the measuring time; ns
+    per count."""
+    n = calibrate(timer, MIN_MEASURE_NS * bench_scale())
     return timer(n) / n
 
 
@@ -61,6 +73,31 @@ def measure_batch(batch, ops_per_call=1):
     """ns per operation of batch(count), which runs count * ops_per_call
     operations."""
     return calibrated(lambda count: time_batch(batch, count)) / ops_per_call
+
+
+PAIRED_ROUNDS = 5
+
+
+def measure_paired(figure, ops, reference="pshm"):
+    """Time each op of ops (impl -> callable) in PAIRED_ROUNDS interleaved
+    rounds of MIN_MEASURE_NS (times the scale) each, the order of the impls
+    alternating between rounds. Reports each impl's median ns per call over
+    the rounds (BENCH) and, per round, every other impl's time over the
+    reference's time in that round (PAIRED)."""
+    measure_ns = MIN_MEASURE_NS * bench_scale()
+    counts = {impl: calibrate(lambda c, op=op: time_ops(op, c), measure_ns)
+              for impl, op in ops.items()}
+    times = {impl: [] for impl in ops}
+    for round_ in range(PAIRED_ROUNDS):
+        order = list(ops) if round_ % 2 == 0 else list(reversed(list(ops)))
+        for impl in order:
+            times[impl].append(time_ops(ops[impl], counts[impl]) / counts[impl])
+        for impl in ops:
+            if impl != reference:
+                ratio = times[impl][-1] / times[reference][-1]
+                print(f"PAIRED {figure} {impl} {ratio:.3f}", flush=True)
+    for impl, ns in times.items():
+        report(figure, impl, sorted(ns)[len(ns) // 2])
 
 
 def report(figure, impl, ns, decimals=1):

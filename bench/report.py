@@ -3,7 +3,11 @@
 Input: a directory holding, per program and repeat, <program>.<n>.out
 (stdout), .err (stderr) and .rc (exit status). Every stdout line of the
 form "BENCH <figure> <impl> <ns_per_op>" is one measurement; a program may
-also print "DESC <figure> <text>" to describe a figure in the report.
+also print "DESC <figure> <text>" to describe a figure in the report, and
+"PAIRED <figure> <impl> <ratio>" for a figure timed in interleaved rounds:
+impl's time over the reference's in one round (bench/pybench.py,
+measure_paired), summed up under the figure's table as the median over all
+rounds of all repeats.
 
 Output: the median per (figure, impl) over the repeats, as one table per
 figure grouped by area (the figure's first dotted part), written to the
@@ -79,6 +83,7 @@ DESCRIPTIONS = {
 
 BENCH_LINE = re.compile(r"^BENCH\s+(\S+)\s+(\S+)\s+([-+0-9.eE]+|nan|inf)\s*$")
 DESC_LINE = re.compile(r"^DESC\s+(\S+)\s+(.+?)\s*$")
+PAIRED_LINE = re.compile(r"^PAIRED\s+(\S+)\s+(\S+)\s+([-+0-9.eE]+)\s*$")
 RAW_NAME = re.compile(r"^(?P<prog>.+)\.(?P<rep>\d+)\.rc$")
 
 
@@ -89,6 +94,7 @@ class Results:
 
     def __init__(self):
         self.values = OrderedDict()  # (figure, impl) -> [ns, ...]
+        self.paired = OrderedDict()  # (figure, impl) -> [ratio per round, ...]
         self.descriptions = dict(DESCRIPTIONS)
         self.failures = []           # (program, repeat, reason, stderr tail)
         self.programs = []
@@ -103,6 +109,8 @@ class Results:
                 found += 1
             elif (d := DESC_LINE.match(line)):
                 self.descriptions[d.group(1)] = d.group(2)
+            elif (p := PAIRED_LINE.match(line)):
+                self.paired.setdefault((p.group(1), p.group(2)), []).append(float(p.group(3)))
         reason = None
         if rc == 124:
             reason = "timed out"
@@ -222,7 +230,19 @@ def reference_of(rows):
     return pshm_like[0] if pshm_like else impls[0]
 
 
-def figure_table(figure, rows, descriptions):
+def paired_lines(figure, ref, paired):
+    """One sentence per impl timed in interleaved rounds with `figure`."""
+    lines = []
+    for (fig, impl), ratios in paired.items():
+        if fig == figure:
+            lines.append(
+                f"Paired: `{impl}` / `{ref}` within each interleaved round: median "
+                f"{format_ratio(statistics.median(ratios))} (min {format_ratio(min(ratios))}, "
+                f"max {format_ratio(max(ratios))}, {len(ratios)} rounds).")
+    return lines + [""] if lines else []
+
+
+def figure_table(figure, rows, descriptions, paired):
     ref = reference_of(rows)
     ref_ns = next(median for impl, median, _ in rows if impl == ref)
     lines = [f"### {figure}", "",
@@ -234,7 +254,7 @@ def figure_table(figure, rows, descriptions):
         lines.append(f"| {impl} | {format_ns(median)} | {ratio} | {spread} |")
     what = descriptions.get(figure, "(no description given by its program)")
     lines += ["", f"Measured: {what} Ratio: median / median of `{ref}`.", ""]
-    return lines
+    return lines + paired_lines(figure, ref, paired)
 
 
 def failure_section(failures):
@@ -262,7 +282,7 @@ def markdown(args, results, medians, plot_name):
     for area, figures in figures_by_area(medians).items():
         lines += [f"## {area}", ""]
         for figure, rows in figures.items():
-            lines += figure_table(figure, rows, results.descriptions)
+            lines += figure_table(figure, rows, results.descriptions, results.paired)
     return "\n".join(lines)
 
 

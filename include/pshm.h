@@ -529,7 +529,7 @@ PSHM_API int pshm_list_view(pshm_list *l, pshm_type type, pshm_view *out);
 PSHM_API int pshm_list_view_check(const pshm_view *view);
 
 /* ------------------------------------------------------------------------ */
-/* Locks that survive a killed holder (Linux)                                */
+/* Locks that survive a killed holder (Linux with glibc)                     */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -620,7 +620,8 @@ PSHM_API int pshm_rwlock_consistent(pshm_block *b, size_t offset);
  * at offset 0 (use the pshm_rwlock_* calls with offset 0; the write lock
  * is the exclusive lock). Attaches if it exists, else creates it; flags
  * as for pshm_block_create (tracked unless PSHM_UNTRACKED: the tracker
- * removes it once no process has it open). Racing openers agree: one
+ * removes it once no process has it open, without the message it prints
+ * for other blocks nobody unlinked). Racing openers agree: one
  * creates and initialises, the others wait (at most 2 s) for it to be
  * ready. A block of that name that is not a named lock is PSHM_EBADLOCK.
  * Release with pshm_block_free; remove with pshm_block_unlink.

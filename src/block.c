@@ -36,11 +36,22 @@ static pthread_mutex_t global = PTHREAD_MUTEX_INITIALIZER;
 static pshm_block *open_head;
 static pthread_once_t atfork_once = PTHREAD_ONCE_INIT;
 
-void global_lock(void) { pthread_mutex_lock(&global); }
 void global_unlock(void) { pthread_mutex_unlock(&global); }
+static void lock_global(void) { pthread_mutex_lock(&global); }
 static void install_atfork(void)
 {
-    pthread_atfork(global_lock, global_unlock, global_unlock);
+    pthread_atfork(lock_global, global_unlock, global_unlock);
+}
+
+/* The fork handlers are in place before anyone can first hold the lock: a
+ * fork while another thread held it, handlers not yet installed, would
+ * leave the child a lock nobody unlocks (seen: the first create of a
+ * process drew its random name under the lock, a thread forked a manager
+ * server, and the server hung in its first create). */
+void global_lock(void)
+{
+    pthread_once(&atfork_once, install_atfork);
+    lock_global();
 }
 
 pshm_block *open_handles(void) { return open_head; }
@@ -227,11 +238,11 @@ static int map_block(pshm_block *b, const char *what)
 {
     int prot = (b->flags & PSHM_READONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
     int mflags = MAP_SHARED | ((b->flags & PSHM_POPULATE) ? MAP_POPULATE : 0);
-    pthread_once(&atfork_once, install_atfork);
     global_lock();
     void *p = mmap(NULL, b->size, prot, mflags, b->fd, 0);
     if (p != MAP_FAILED) {
         b->buf = p;
+        b->lock_end = (b->flags & PSHM_READONLY) ? 0 : b->size;
         open_list_add(b);
     }
     global_unlock();
@@ -376,7 +387,7 @@ int pshm_block_create(pshm_block **out, const char *name, size_t size, unsigned 
     int rc = block_check_create(out, name, size, flags);
     if (rc < 0)
         return rc;
-    if (name == NULL && sodium_init() < 0)
+    if (name == NULL && os_crypto_init() < 0)
         return err_set(PSHM_ESYS, "create: libsodium failed to initialise");
     pshm_block *b = block_new(flags);
     if (b == NULL)
@@ -417,7 +428,7 @@ int block_create_closed(pshm_block **out, size_t size)
     int rc = block_check_create(out, NULL, size, 0);
     if (rc < 0)
         return rc;
-    if (sodium_init() < 0)
+    if (os_crypto_init() < 0)
         return err_set(PSHM_ESYS, "create: libsodium failed to initialise");
     pshm_block *b = block_new(0);
     if (b == NULL)
@@ -543,6 +554,7 @@ int pshm_block_close(pshm_block *b)
         if (munmap(b->buf, b->size) < 0)
             rc = err_errno(errno, "close", b->name, "munmap");
         b->buf = NULL;
+        b->lock_end = 0;
         if (b->fast != NULL)
             *b->fast = (fast_limits){0, 0};
         global_unlock();

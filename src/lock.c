@@ -1,19 +1,21 @@
 /*
- * lock.c — locks inside blocks that survive a killed holder (Linux only:
- * it rests on glibc's robust process-shared mutexes and the kernel's robust
- * futex list; a build for another system leaves this file out).
+ * lock.c — locks inside blocks that survive a killed holder (Linux with
+ * glibc only: it rests on the kernel's robust futex list, shared with
+ * glibc; a build for another system leaves this file out).
  *
  * Every lock area starts with a tag word (magic, version, kind), published
  * last by init with a release store and checked by every call, so an area
- * never initialised or overwritten is a clear PSHM_EBADLOCK.
+ * never initialised or overwritten is a clear PSHM_EBADLOCK. The other
+ * checks cost a compare each: the handle's lock_end stands for open,
+ * writable and in bounds (lock_fast).
  *
- * The mutex is one robust, process-shared, error-checking pthread mutex:
- * the kernel releases it when its holder dies (EOWNERDEAD to the next
- * locker), and pthread's own consistent / ENOTRECOVERABLE states are the
- * documented repair protocol, untouched.
+ * The mutex is one robust mutex of robust.h (glibc's robust-mutex protocol,
+ * written out for speed): the kernel releases it when its holder dies
+ * (EOWNERDEAD to the next locker), and pthread's consistent /
+ * ENOTRECOVERABLE states are the repair protocol.
  *
- * The readers-writer lock (POSIX has no robust one) is built from robust
- * mutexes only, so the kernel releases everything a dead process held:
+ * The readers-writer lock (POSIX has no robust one) is built from the same
+ * robust mutexes only, so the kernel releases everything a dead process held:
  *   - W, the writer mutex, held by a writer for its whole write lock, and
  *     by a reader on the slow path for a moment;
  *   - RW_SLOTS reader slots, one mutex each on its own cache line. A
@@ -33,10 +35,10 @@
  * the next writer.
  */
 #include "internal.h"
+#include "robust.h"
 
 #include <errno.h>
 #include <linux/futex.h>
-#include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -44,27 +46,27 @@
 #include <unistd.h>
 
 #define LOCK_MAGIC 0x70736d6cu /* "pshl" */
-#define LOCK_VERSION 1u
+#define LOCK_VERSION 2u        /* 1: glibc's pthread_mutex_t */
 enum lock_kind { KIND_MUTEX = 1, KIND_RWLOCK = 2 };
 #define LOCK_TAG(kind) (((uint64_t)LOCK_MAGIC << 32) | (LOCK_VERSION << 8) | (kind))
 
 struct mutex_area {
     _Atomic uint64_t tag;
-    pthread_mutex_t m;
+    struct rmutex m;
 };
 
 #define RW_SLOTS 32
 enum { RW_WRITER = 1, RW_DIED = 2, RW_REPAIR = 4, RW_BROKEN = 8 };
 
 struct rw_slot {
-    alignas(64) pthread_mutex_t m;
+    alignas(64) struct rmutex m;
 };
 
 struct rw_area {
     _Atomic uint64_t tag;
     _Atomic uint32_t state;
     _Atomic int32_t writer_tid; /* the write lock's holder, 0 if none */
-    pthread_mutex_t w;
+    struct rmutex w;
     struct rw_slot slot[RW_SLOTS];
 };
 
@@ -107,9 +109,10 @@ static const char *kind_name(enum lock_kind kind)
 }
 
 /* The area, if it holds an initialised lock of `kind`. The acquire load
- * pairs with init's release store: the pthread objects are whole. */
-static void *lock_at(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
-                     int *rc)
+ * pairs with init's release store: the mutexes are whole. The
+ * slow path of lock_find, where every error's message is made. */
+static __attribute__((noinline, cold)) void *
+lock_at(pshm_block *b, size_t offset, enum lock_kind kind, const char *what, int *rc)
 {
     size_t size = kind == KIND_MUTEX ? PSHM_MUTEX_SIZE : PSHM_RWLOCK_SIZE;
     _Atomic uint64_t *tag = area_at(b, offset, size, what, rc);
@@ -125,41 +128,41 @@ static void *lock_at(pshm_block *b, size_t offset, enum lock_kind kind, const ch
     return NULL;
 }
 
-/* ---- pthread mutexes ------------------------------------------------------ */
-
-/* A robust, process-shared, error-checking mutex at m. */
-static int mutex_make(pthread_mutex_t *m)
+/* The lock of `kind` at offset if it passes every check of lock_at, else
+ * NULL: the handle's lock_end (its size while open and writable, else 0)
+ * stands for open, writable and in bounds, so a good call costs four
+ * compares and the tag's. */
+static inline void *lock_fast(const pshm_block *b, size_t offset, enum lock_kind kind)
 {
-    pthread_mutexattr_t attr;
-    int e = pthread_mutexattr_init(&attr);
-    if (e == 0)
-        e = pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
-    if (e == 0)
-        e = pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
-    if (e == 0)
-        e = pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ERRORCHECK);
-    if (e == 0)
-        e = pthread_mutex_init(m, &attr);
-    pthread_mutexattr_destroy(&attr);
-    return e;
+    size_t size = kind == KIND_MUTEX ? PSHM_MUTEX_SIZE : PSHM_RWLOCK_SIZE;
+    if (b == NULL || offset % PSHM_LOCK_ALIGN != 0 || offset >= b->lock_end ||
+        b->lock_end - offset < size)
+        return NULL;
+    _Atomic uint64_t *tag = (_Atomic uint64_t *)((char *)b->buf + offset);
+    return atomic_load_explicit(tag, memory_order_acquire) == LOCK_TAG(kind) ? tag : NULL;
 }
 
-/* How long a lock call may wait: for ever, not at all, or until `at`
- * (CLOCK_MONOTONIC), one deadline for every mutex the call takes. */
-typedef struct wait_for {
-    enum { WAIT_FOREVER, WAIT_TRY, WAIT_UNTIL } mode;
-    struct timespec at;
-} wait_for;
-
-static int wait_make(int64_t timeout_ms, wait_for *w, const char *what, const pshm_block *b,
-                     size_t offset)
+/* lock_fast, else lock_at for the error. */
+static inline void *lock_find(pshm_block *b, size_t offset, enum lock_kind kind,
+                              const char *what, int *rc)
 {
-    if (timeout_ms < 0 && timeout_ms != PSHM_FOREVER)
+    void *a = lock_fast(b, offset, kind);
+    return a != NULL ? a : lock_at(b, offset, kind, what, rc);
+}
+
+/* ---- waits and errors ------------------------------------------------------ */
+
+/* wait_make for a timeout other than PSHM_FOREVER. */
+static __attribute__((noinline)) int wait_timed(int64_t timeout_ms, wait_for *w,
+                                                const char *what, const pshm_block *b,
+                                                size_t offset)
+{
+    if (timeout_ms < 0)
         return err_set(PSHM_EINVAL,
                        "%s \"%s\" at offset %zu: timeout %lld ms is negative (PSHM_FOREVER "
                        "is -1)",
                        what, b->name, offset, (long long)timeout_ms);
-    w->mode = timeout_ms < 0 ? WAIT_FOREVER : timeout_ms == 0 ? WAIT_TRY : WAIT_UNTIL;
+    w->mode = timeout_ms == 0 ? WAIT_TRY : WAIT_UNTIL;
     if (w->mode == WAIT_UNTIL) {
         clock_gettime(CLOCK_MONOTONIC, &w->at);
         w->at.tv_sec += (time_t)(timeout_ms / 1000);
@@ -172,19 +175,20 @@ static int wait_make(int64_t timeout_ms, wait_for *w, const char *what, const ps
     return 0;
 }
 
-/* The pthread error of taking m as w says (EBUSY from a try is ETIMEDOUT). */
-static int acquire(pthread_mutex_t *m, const wait_for *w)
+/* The wait timeout_ms asks for, or PSHM_EINVAL. Inline for PSHM_FOREVER,
+ * so the common call goes straight to rm_lock. */
+static inline int wait_make(int64_t timeout_ms, wait_for *w, const char *what,
+                            const pshm_block *b, size_t offset)
 {
-    int e;
-    switch (w->mode) {
-    case WAIT_FOREVER: return pthread_mutex_lock(m);
-    case WAIT_TRY: e = pthread_mutex_trylock(m); return e == EBUSY ? ETIMEDOUT : e;
-    default: return pthread_mutex_clocklock(m, CLOCK_MONOTONIC, &w->at);
-    }
+    if (timeout_ms != PSHM_FOREVER)
+        return wait_timed(timeout_ms, w, what, b, offset);
+    w->mode = WAIT_FOREVER;
+    return 0;
 }
 
 /* A failed lock call's code and message. */
-static int lock_error(int e, const char *what, const pshm_block *b, size_t offset)
+static __attribute__((noinline, cold)) int lock_error(int e, const char *what,
+                                                      const pshm_block *b, size_t offset)
 {
     switch (e) {
     case ETIMEDOUT:
@@ -201,16 +205,16 @@ static int lock_error(int e, const char *what, const pshm_block *b, size_t offse
     case EPERM:
         return err_set(PSHM_ENOTHELD, "%s \"%s\" at offset %zu: %s", what, b->name, offset,
                        pshm_strerror(PSHM_ENOTHELD));
-    default: return err_errno(e, what, b->name, "pthread_mutex_lock");
+    default: return err_errno(e, what, b->name, "the robust futex list");
     }
 }
 
 /* lock_at, and the wait its timeout asks for: what every lock call does
  * first. */
-static void *lock_begin(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
-                        int64_t timeout_ms, wait_for *w, int *rc)
+static inline void *lock_begin(pshm_block *b, size_t offset, enum lock_kind kind,
+                               const char *what, int64_t timeout_ms, wait_for *w, int *rc)
 {
-    void *a = lock_at(b, offset, kind, what, rc);
+    void *a = lock_find(b, offset, kind, what, rc);
     if (a != NULL && (*rc = wait_make(timeout_ms, w, what, b, offset)) < 0)
         return NULL;
     return a;
@@ -218,15 +222,11 @@ static void *lock_begin(pshm_block *b, size_t offset, enum lock_kind kind, const
 
 /* ---- mutex ---------------------------------------------------------------- */
 
-/* The last step of init, given the pthread error of making the mutexes:
- * from here on, lock_at accepts the area. */
-static int init_finish(int e, _Atomic uint64_t *tag, enum lock_kind kind, const pshm_block *b,
-                       const char *what)
+/* The last step of init: from here on, lock_at accepts the area (zeroed
+ * by init_area: every mutex free and sound). */
+static void init_finish(_Atomic uint64_t *tag, enum lock_kind kind)
 {
-    if (e != 0)
-        return err_errno(e, what, b->name, "pthread_mutex_init");
     atomic_store_explicit(tag, LOCK_TAG(kind), memory_order_release);
-    return 0;
 }
 
 /* The area for init: checked, holding no lock yet, and zeroed (the tag
@@ -257,40 +257,56 @@ int pshm_mutex_init(pshm_block *b, size_t offset)
     struct mutex_area *a = init_area(b, offset, KIND_MUTEX, "mutex init", &rc);
     if (a == NULL)
         return rc;
-    return init_finish(mutex_make(&a->m), &a->tag, KIND_MUTEX, b, "mutex init");
+    init_finish(&a->tag, KIND_MUTEX);
+    return 0;
 }
 
-int pshm_mutex_lock(pshm_block *b, size_t offset, int64_t timeout_ms)
+/* A mutex lock's return, given rm_lock's error. */
+static int mutex_locked(int e, const pshm_block *b, size_t offset)
 {
-    int rc;
-    wait_for w;
-    struct mutex_area *a =
-        lock_begin(b, offset, KIND_MUTEX, "mutex lock", timeout_ms, &w, &rc);
-    if (a == NULL)
-        return rc;
-    int e = acquire(&a->m, &w);
     if (e == EOWNERDEAD)
         return PSHM_OWNERDEAD; /* held; inconsistent until pshm_mutex_consistent */
     return e == 0 ? 0 : lock_error(e, "mutex lock", b, offset);
 }
 
+/* pshm_mutex_lock but for its fast path: errors, and waits with a timeout. */
+static __attribute__((noinline)) int mutex_lock_slow(pshm_block *b, size_t offset,
+                                                     int64_t timeout_ms)
+{
+    int rc;
+    wait_for w;
+    struct mutex_area *a =
+        lock_begin(b, offset, KIND_MUTEX, "mutex lock", timeout_ms, &w, &rc);
+    return a == NULL ? rc : mutex_locked(rm_lock(&a->m, &w), b, offset);
+}
+
+int pshm_mutex_lock(pshm_block *b, size_t offset, int64_t timeout_ms)
+{
+    struct mutex_area *a = lock_fast(b, offset, KIND_MUTEX);
+    if (a == NULL || timeout_ms != PSHM_FOREVER)
+        return mutex_lock_slow(b, offset, timeout_ms);
+    static const wait_for forever = {WAIT_FOREVER, {0, 0}};
+    int e = rm_lock(&a->m, &forever);
+    return e == 0 ? 0 : mutex_locked(e, b, offset);
+}
+
 int pshm_mutex_unlock(pshm_block *b, size_t offset)
 {
     int rc;
-    struct mutex_area *a = lock_at(b, offset, KIND_MUTEX, "mutex unlock", &rc);
+    struct mutex_area *a = lock_find(b, offset, KIND_MUTEX, "mutex unlock", &rc);
     if (a == NULL)
         return rc;
-    int e = pthread_mutex_unlock(&a->m);
+    int e = rm_unlock(&a->m);
     return e == 0 ? 0 : lock_error(e, "mutex unlock", b, offset);
 }
 
 int pshm_mutex_consistent(pshm_block *b, size_t offset)
 {
     int rc;
-    struct mutex_area *a = lock_at(b, offset, KIND_MUTEX, "mutex consistent", &rc);
+    struct mutex_area *a = lock_find(b, offset, KIND_MUTEX, "mutex consistent", &rc);
     if (a == NULL)
         return rc;
-    if (pthread_mutex_consistent(&a->m) != 0)
+    if (rm_consistent(&a->m) != 0)
         return err_set(PSHM_EINVAL,
                        "mutex consistent \"%s\" at offset %zu: the mutex is not held after "
                        "PSHM_OWNERDEAD",
@@ -300,35 +316,34 @@ int pshm_mutex_consistent(pshm_block *b, size_t offset)
 
 /* ---- readers-writer lock --------------------------------------------------- */
 
-static pid_t my_tid(void) { return (pid_t)syscall(SYS_gettid); }
-
 /* The slot a thread tries first: its thread ID hashed, computed once (a
  * forked child keeps its parent's, which only costs it a second try). */
-static _Thread_local int slot_hint = -1;
+static _Thread_local int slot_hint __attribute__((tls_model("initial-exec"))) = -1;
 
-static int first_slot(void)
+static inline int first_slot(void)
 {
     if (slot_hint < 0)
-        slot_hint = (int)(((uint32_t)my_tid() * 2654435761u) >> 27) % RW_SLOTS;
+        slot_hint = (int)((rm_tid() * 2654435761u) >> 27) % RW_SLOTS;
     return slot_hint;
 }
 
 /* Take slot m: a dead holder (reader, or a writer that W reports) changed
  * nothing the slot guards, so it is made consistent and taken. */
-static int slot_take(pthread_mutex_t *m, const wait_for *w)
+static const wait_for try_once = {WAIT_TRY, {0, 0}};
+
+static inline int slot_take(struct rmutex *m, const wait_for *w)
 {
-    int e = acquire(m, w);
+    int e = rm_lock(m, w);
     if (e == EOWNERDEAD)
-        e = pthread_mutex_consistent(m);
+        e = rm_consistent(m);
     return e;
 }
 
 /* Try every slot once from `first`: the index taken, or -1. */
-static int slot_try_any(struct rw_area *a, int first)
+static __attribute__((noinline)) int slot_try_any(struct rw_area *a, int first)
 {
-    static const wait_for try_once = {WAIT_TRY, {0, 0}};
     for (int i = 0; i < RW_SLOTS; i++) {
-        int k = (first + i) % RW_SLOTS;
+        int k = (int)((unsigned)(first + i) % RW_SLOTS);
         if (slot_take(&a->slot[k].m, &try_once) == 0)
             return k;
     }
@@ -342,18 +357,18 @@ static int slot_try_any(struct rw_area *a, int first)
 static int w_take(struct rw_area *a, const wait_for *w, const char *what, pshm_block *b,
                   size_t offset)
 {
-    int e = acquire(&a->w, w);
+    int e = rm_lock(&a->w, w);
     if (e == EOWNERDEAD) {
         uint32_t st = atomic_load(&a->state);
         if (st & RW_WRITER)
             atomic_store(&a->state, (st & ~(uint32_t)(RW_WRITER | RW_REPAIR)) | RW_DIED);
         atomic_store(&a->writer_tid, 0);
-        e = pthread_mutex_consistent(&a->w);
+        e = rm_consistent(&a->w);
     }
     if (e != 0)
         return lock_error(e, what, b, offset);
     if (atomic_load(&a->state) & RW_BROKEN) {
-        pthread_mutex_unlock(&a->w);
+        rm_unlock(&a->w);
         return lock_error(ENOTRECOVERABLE, what, b, offset);
     }
     return 0;
@@ -366,15 +381,20 @@ static bool readers_wait(struct rw_area *a)
     return atomic_load_explicit(&a->state, memory_order_relaxed) & (RW_WRITER | RW_BROKEN);
 }
 
-/* The slow read path: queue on W behind any writer, then take a slot. */
-static int rdlock_slow(struct rw_area *a, const wait_for *w, pshm_block *b, size_t offset)
+/*
+ * The reader's half of the pairing with a writer (see the top): the slot's
+ * lock word, just set by rm_lock's compare-and-swap, must be seen by all before
+ * this thread reads `state`. On x86 the locked instruction that set it is
+ * already a full barrier (no later load passes it), so only the compiler
+ * must keep its order; elsewhere it takes a fence.
+ */
+static inline void fence_after_lock(void)
 {
-    int rc = w_take(a, w, "rwlock rdlock", b, offset);
-    if (rc < 0)
-        return rc;
-    int e = slot_try_any(a, first_slot()) >= 0 ? 0 : slot_take(&a->slot[first_slot()].m, w);
-    pthread_mutex_unlock(&a->w);
-    return e == 0 ? 0 : lock_error(e, "rwlock rdlock", b, offset);
+#if defined(__x86_64__) || defined(__i386__)
+    atomic_signal_fence(memory_order_seq_cst);
+#else
+    atomic_thread_fence(memory_order_seq_cst);
+#endif
 }
 
 int pshm_rwlock_init(pshm_block *b, size_t offset)
@@ -383,13 +403,28 @@ int pshm_rwlock_init(pshm_block *b, size_t offset)
     struct rw_area *a = init_area(b, offset, KIND_RWLOCK, "rwlock init", &rc);
     if (a == NULL)
         return rc;
-    int e = mutex_make(&a->w);
-    for (int i = 0; e == 0 && i < RW_SLOTS; i++)
-        e = mutex_make(&a->slot[i].m);
-    return init_finish(e, &a->tag, KIND_RWLOCK, b, "rwlock init");
+    init_finish(&a->tag, KIND_RWLOCK);
+    return 0;
 }
 
-int pshm_rwlock_rdlock(pshm_block *b, size_t offset, int64_t timeout_ms)
+/* The fast read lock: no writer, a slot free. */
+static inline __attribute__((always_inline)) bool rdlock_fast(struct rw_area *a)
+{
+    if (readers_wait(a))
+        return false;
+    int k = first_slot();
+    if (slot_take(&a->slot[k].m, &try_once) != 0 && (k = slot_try_any(a, k)) < 0)
+        return false;
+    fence_after_lock();
+    if (!readers_wait(a))
+        return true;
+    rm_unlock(&a->slot[k].m);
+    return false;
+}
+
+/* pshm_rwlock_rdlock but for its fast path: errors, and queueing on W. */
+static __attribute__((noinline)) int rdlock_slow(pshm_block *b, size_t offset,
+                                                 int64_t timeout_ms)
 {
     int rc;
     wait_for w;
@@ -397,27 +432,31 @@ int pshm_rwlock_rdlock(pshm_block *b, size_t offset, int64_t timeout_ms)
         lock_begin(b, offset, KIND_RWLOCK, "rwlock rdlock", timeout_ms, &w, &rc);
     if (a == NULL)
         return rc;
-    if (!readers_wait(a)) {
-        int k = slot_try_any(a, first_slot());
-        if (k >= 0) {
-            /* Pairs with the writer's fence between RW_WRITER and its slots. */
-            atomic_thread_fence(memory_order_seq_cst);
-            if (!readers_wait(a))
-                return 0;
-            pthread_mutex_unlock(&a->slot[k].m);
-        }
-    }
-    return rdlock_slow(a, &w, b, offset);
+    if (rdlock_fast(a))
+        return 0;
+    if ((rc = w_take(a, &w, "rwlock rdlock", b, offset)) < 0)
+        return rc;
+    int e = slot_try_any(a, first_slot()) >= 0 ? 0 : slot_take(&a->slot[first_slot()].m, &w);
+    rm_unlock(&a->w);
+    return e == 0 ? 0 : lock_error(e, "rwlock rdlock", b, offset);
+}
+
+int pshm_rwlock_rdlock(pshm_block *b, size_t offset, int64_t timeout_ms)
+{
+    struct rw_area *a = lock_fast(b, offset, KIND_RWLOCK);
+    if (a != NULL && timeout_ms >= PSHM_FOREVER && rdlock_fast(a))
+        return 0;
+    return rdlock_slow(b, offset, timeout_ms);
 }
 
 /* Undo a write lock that got W and slots [0, taken) but not the rest. */
 static void wrlock_undo(struct rw_area *a, int taken, uint32_t died)
 {
     while (taken > 0)
-        pthread_mutex_unlock(&a->slot[--taken].m);
+        rm_unlock(&a->slot[--taken].m);
     atomic_store(&a->state,
                  (atomic_load(&a->state) & ~(uint32_t)(RW_WRITER | RW_REPAIR)) | died);
-    pthread_mutex_unlock(&a->w);
+    rm_unlock(&a->w);
 }
 
 int pshm_rwlock_wrlock(pshm_block *b, size_t offset, int64_t timeout_ms)
@@ -440,57 +479,66 @@ int pshm_rwlock_wrlock(pshm_block *b, size_t offset, int64_t timeout_ms)
             return lock_error(e, "rwlock wrlock", b, offset);
         }
     }
-    atomic_store(&a->writer_tid, (int32_t)my_tid());
+    atomic_store(&a->writer_tid, (int32_t)rm_tid());
     return died ? PSHM_OWNERDEAD : 0;
 }
 
 int pshm_rwlock_wrunlock(pshm_block *b, size_t offset)
 {
     int rc;
-    struct rw_area *a = lock_at(b, offset, KIND_RWLOCK, "rwlock wrunlock", &rc);
+    struct rw_area *a = lock_find(b, offset, KIND_RWLOCK, "rwlock wrunlock", &rc);
     if (a == NULL)
         return rc;
-    if (atomic_load(&a->writer_tid) != (int32_t)my_tid())
+    if (atomic_load(&a->writer_tid) != (int32_t)rm_tid())
         return lock_error(EPERM, "rwlock wrunlock", b, offset);
     atomic_store(&a->writer_tid, 0);
     for (int i = RW_SLOTS - 1; i >= 0; i--)
-        pthread_mutex_unlock(&a->slot[i].m);
+        rm_unlock(&a->slot[i].m);
     uint32_t st = atomic_load(&a->state);
     /* Told of a dead writer and never said the data is sound: broken. */
     atomic_store(&a->state, (st & ~(uint32_t)(RW_WRITER | RW_REPAIR)) |
                                 ((st & RW_REPAIR) ? RW_BROKEN : 0));
-    pthread_mutex_unlock(&a->w);
+    rm_unlock(&a->w);
     return 0;
+}
+
+/* Unlock the slot this thread holds, when it is not its first choice. */
+static __attribute__((noinline)) int rdunlock_search(struct rw_area *a, int first,
+                                                     const pshm_block *b, size_t offset)
+{
+    for (int i = 1; i < RW_SLOTS; i++)
+        if (rm_unlock(&a->slot[(unsigned)(first + i) % RW_SLOTS].m) == 0)
+            return 0;
+    return lock_error(EPERM, "rwlock rdunlock", b, offset);
 }
 
 int pshm_rwlock_rdunlock(pshm_block *b, size_t offset)
 {
     int rc;
-    struct rw_area *a = lock_at(b, offset, KIND_RWLOCK, "rwlock rdunlock", &rc);
+    struct rw_area *a = lock_find(b, offset, KIND_RWLOCK, "rwlock rdunlock", &rc);
     if (a == NULL)
         return rc;
     /* The writer holds every slot: its unlock is wrunlock, never this. */
     if (atomic_load_explicit(&a->writer_tid, memory_order_relaxed) != 0 &&
-        atomic_load(&a->writer_tid) == (int32_t)my_tid())
+        atomic_load(&a->writer_tid) == (int32_t)rm_tid())
         return err_set(PSHM_ENOTHELD,
                        "rwlock rdunlock \"%s\" at offset %zu: the calling thread holds the "
                        "write lock, not a read lock (use pshm_rwlock_wrunlock)",
                        b->name, offset);
     int first = first_slot();
-    for (int i = 0; i < RW_SLOTS; i++)
-        if (pthread_mutex_unlock(&a->slot[(first + i) % RW_SLOTS].m) == 0)
-            return 0;
-    return lock_error(EPERM, "rwlock rdunlock", b, offset);
+    if (rm_unlock(&a->slot[first].m) == 0)
+        return 0;
+    return rdunlock_search(a, first, b, offset);
 }
 
 int pshm_rwlock_consistent(pshm_block *b, size_t offset)
 {
     int rc;
-    struct rw_area *a = lock_at(b, offset, KIND_RWLOCK, "rwlock consistent", &rc);
+    struct rw_area *a = lock_find(b, offset, KIND_RWLOCK, "rwlock consistent", &rc);
     if (a == NULL)
         return rc;
     uint32_t st = atomic_load(&a->state);
-    if (!(st & RW_REPAIR) || atomic_load(&a->writer_tid) != (int32_t)my_tid())
+    if (!(st & RW_REPAIR) || atomic_load(&a->writer_tid) != (int32_t)rm_tid())
         return err_set(PSHM_EINVAL,
                        "rwlock consistent \"%s\" at offset %zu: the calling thread does not "
                        "hold the write lock after PSHM_OWNERDEAD",
@@ -528,6 +576,15 @@ static int named_wait_ready(pshm_block *b)
     return 0;
 }
 
+/* A named lock is meant to be removed by the tracker once no one has it
+ * open, so its tracker does that without a word: b registers again,
+ * marked quiet. */
+static int named_quiet(pshm_block *b)
+{
+    b->quiet = true;
+    return (b->flags & PSHM_UNTRACKED) ? 0 : tracker_register(b, "lock open");
+}
+
 int pshm_lock_open(pshm_block **out, const char *name, unsigned flags)
 {
     if (out == NULL || (flags & ~(unsigned)PSHM_UNTRACKED))
@@ -542,6 +599,8 @@ int pshm_lock_open(pshm_block **out, const char *name, unsigned flags)
         int rc = pshm_block_attach(out, name, flags);
         if (rc == 0) {
             rc = named_wait_ready(*out);
+            if (rc == 0)
+                rc = named_quiet(*out);
             if (rc < 0) {
                 pshm_block_free(*out);
                 *out = NULL;
@@ -553,6 +612,8 @@ int pshm_lock_open(pshm_block **out, const char *name, unsigned flags)
         rc = pshm_block_create(out, name, PSHM_RWLOCK_SIZE, flags);
         if (rc == 0) {
             rc = pshm_rwlock_init(*out, 0);
+            if (rc == 0)
+                rc = named_quiet(*out);
             if (rc < 0) {
                 pshm_block_unlink(*out);
                 pshm_block_free(*out);

@@ -42,6 +42,8 @@ struct pshm_block {
     ino_t ino;
     struct pshm_block *open_prev, *open_next; /* the open-handle list */
     fast_limits *fast;                        /* of the list this block holds, or NULL */
+    size_t lock_end; /* size while open and writable, else 0: lock.c's fast check */
+    bool quiet;      /* a named lock: its tracker removes it without a word */
 };
 
 /*
@@ -124,8 +126,13 @@ static inline bool os_equal_ct(const void *a, const void *b, size_t n)
 
 /* ---- randomness and secrets (libsodium) -------------------------------- */
 
-/* 0, or -1 if libsodium cannot start (callers say so). */
-static inline int os_crypto_init(void) { return sodium_init() < 0 ? -1 : 0; }
+/*
+ * 0, or -1 if libsodium cannot start (callers say so). Calls sodium_init
+ * once per process (os_posix.c): it takes libsodium's own lock on every
+ * call, even when done, so a thread forking (a manager server) while
+ * another was in it left the child hung in its next call.
+ */
+int os_crypto_init(void);
 
 static inline int os_random_bytes(void *buf, size_t n)
 {

@@ -882,7 +882,7 @@ int server_run(const char *address, const void *key, size_t keylen,
     if (key == NULL || keylen == 0 || keylen > PSHM_AUTHKEY_MAX)
         return err_set(PSHM_EINVAL, "serve \"%s\": the key must be 1..%d bytes",
                        address ? address : "(default)", PSHM_AUTHKEY_MAX);
-    if (sodium_init() < 0)
+    if (os_crypto_init() < 0)
         return err_set(PSHM_ESYS, "serve: libsodium failed to initialise");
     struct server *s = calloc(1, sizeof *s);
     if (s == NULL)

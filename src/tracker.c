@@ -52,7 +52,8 @@ enum { MSG_REGISTER = 'R', MSG_UNREGISTER = 'U' };
 /* One message on the socket; sent up to the name's NUL. */
 struct tracker_msg {
     uint8_t op;
-    uint8_t reserved[7];
+    uint8_t quiet; /* remove it without a word: a named lock */
+    uint8_t reserved[6];
     uint64_t dev;
     uint64_t ino;
     char name[PSHM_NAME_MAX + 1];
@@ -116,7 +117,8 @@ static int start_tracker(const char *what, const pshm_block *b)
 
 static int send_msg(uint8_t op, const pshm_block *b)
 {
-    struct tracker_msg m = {.op = op, .dev = (uint64_t)b->dev, .ino = (uint64_t)b->ino};
+    struct tracker_msg m = {
+        .op = op, .quiet = b->quiet, .dev = (uint64_t)b->dev, .ino = (uint64_t)b->ino};
     size_t n = strlen(b->name);
     memcpy(m.name, b->name, n + 1);
     size_t len = offsetof(struct tracker_msg, name) + n + 1;
@@ -179,6 +181,7 @@ struct record {
     uint64_t dev, ino;
     uint8_t state;   /* SLOT_EMPTY, SLOT_USED or SLOT_DELETED */
     uint8_t retries; /* checks still due soon (see wait_for_users) */
+    uint8_t quiet;   /* removed without a word (a named lock, meant to go) */
     int fd;          /* kept open while the block is busy, else -1 */
     char name[PSHM_NAME_MAX + 1];
 };
@@ -240,7 +243,7 @@ static bool table_grow(struct table *t)
 
 static void table_apply(struct table *t, const struct tracker_msg *m)
 {
-    struct record key = {.dev = m->dev, .ino = m->ino, .fd = -1};
+    struct record key = {.dev = m->dev, .ino = m->ino, .fd = -1, .quiet = m->quiet};
     memcpy(key.name, m->name, sizeof key.name);
     if (m->op == MSG_UNREGISTER) {
         struct record *r = table_find(t, &key, false);
@@ -251,8 +254,10 @@ static void table_apply(struct table *t, const struct tracker_msg *m)
     if ((t->used + 1) * 4 > t->cap * 3 && !table_grow(t))
         return; /* out of memory: this block will not be cleaned up */
     struct record *r = table_find(t, &key, true);
-    if (r->state == SLOT_USED)
-        return; /* registered before, e.g. by a forked sibling */
+    if (r->state == SLOT_USED) {
+        r->quiet |= key.quiet; /* registered before, e.g. by a forked sibling */
+        return;
+    }
     if (r->state == SLOT_EMPTY)
         t->used++;
     key.state = SLOT_USED;
@@ -478,7 +483,7 @@ static bool check_due(struct table *t, bool all, size_t *busy, struct report *re
         if (r->state != SLOT_USED || !(all || r->retries > 0))
             continue;
         enum check rc = check_record(r);
-        if (rc == REMOVED)
+        if (rc == REMOVED && !r->quiet)
             report_add(rep, r->name);
         if (rc != BUSY) {
             r->state = SLOT_DELETED;

@@ -9,7 +9,9 @@
 #include "pshm.h"
 
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -300,6 +302,103 @@ Test(lock, free_while_holding_keeps_the_lock_mapped)
     cr_assert_eq(pshm_mutex_unlock(c, 0), 0, "%s", pshm_last_error());
     destroy(c);
     cr_assert_eq(pshm_unlink(name), 0);
+}
+
+/*
+ * pshm's mutexes share each thread's robust list with glibc's robust
+ * mutexes (src/robust.h links them the way glibc does). A child takes
+ * glibc and pshm mutexes in turn, unlocks some in the middle of the list
+ * (so glibc rewrites pshm's links and pshm rewrites glibc's), and is
+ * killed: the kernel's walk must still reach every mutex it held.
+ */
+Test(lock, shares_the_robust_list_with_glibc_mutexes)
+{
+    pshm_block *b = new_lock(&MUTEX);
+    cr_assert_eq(pshm_mutex_init(b, 64), 0, "%s", pshm_last_error());
+    pthread_mutex_t *g = (pthread_mutex_t *)((char *)pshm_block_buf(b) + 4096);
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_setpshared(&attr, PTHREAD_PROCESS_SHARED);
+    pthread_mutexattr_setrobust(&attr, PTHREAD_MUTEX_ROBUST);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pthread_mutex_init(&g[i], &attr), 0);
+    int ready[2];
+    cr_assert_eq(pipe(ready), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        bool ok = pthread_mutex_lock(&g[0]) == 0 && pshm_mutex_lock(b, 0, 0) == 0 &&
+                  pthread_mutex_lock(&g[1]) == 0 && pshm_mutex_lock(b, 64, 0) == 0 &&
+                  pthread_mutex_lock(&g[2]) == 0;
+        /* The list, first to last: g2 m64 g1 m0 g0. */
+        ok = ok && pthread_mutex_unlock(&g[1]) == 0 && pshm_mutex_unlock(b, 0) == 0 &&
+             pthread_mutex_lock(&g[1]) == 0; /* now g1 g2 m64 g0 */
+        if (write(ready[1], &ok, sizeof ok) != sizeof ok)
+            _exit(2);
+        pause();
+        _exit(0);
+    }
+    bool ok = false;
+    cr_assert_eq(read(ready[0], &ok, sizeof ok), (ssize_t)sizeof ok);
+    cr_assert(ok, "the child could not take its locks");
+    kill(pid, SIGKILL);
+    t_wait(pid, 10);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(pthread_mutex_trylock(&g[i]), EOWNERDEAD, "glibc mutex %d", i);
+    cr_assert_eq(pshm_mutex_lock(b, 64, 0), PSHM_OWNERDEAD, "%s", pshm_last_error());
+    cr_assert_eq(pshm_mutex_lock(b, 0, 0), 0, "the mutex the child unlocked: %s",
+                 pshm_last_error());
+    cr_assert_eq(pshm_mutex_consistent(b, 64), 0);
+    cr_assert_eq(pshm_mutex_unlock(b, 64), 0);
+    cr_assert_eq(pshm_mutex_unlock(b, 0), 0);
+    for (int i = 0; i < 3; i++) {
+        pthread_mutex_consistent(&g[i]);
+        pthread_mutex_unlock(&g[i]);
+    }
+    close(ready[0]);
+    close(ready[1]);
+    destroy(b);
+}
+
+/* A forked child is another holder, not its parent: it cannot unlock the
+ * parent's lock, and trying it is a timeout, not a relock. (A child that
+ * kept its parent's thread ID, which pshm caches per thread, would do
+ * both, and the kernel would never release what the child holds.) */
+Test(lock, a_forked_child_is_not_its_parent)
+{
+    pshm_block *b = new_lock(&MUTEX);
+    cr_assert_eq(pshm_mutex_lock(b, 0, 0), 0);
+    pid_t pid = fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        int unlock = pshm_mutex_unlock(b, 0), lock = pshm_mutex_lock(b, 0, 0);
+        _exit(unlock == PSHM_ENOTHELD && lock == PSHM_ETIMEDOUT ? 0 : 1);
+    }
+    int st = t_wait(pid, 10);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child acted as its parent");
+    cr_assert_eq(pshm_mutex_unlock(b, 0), 0, "%s", pshm_last_error());
+    destroy(b);
+}
+
+static void *lock_and_return(void *arg)
+{
+    return (void *)(intptr_t)pshm_mutex_lock(arg, 0, 0);
+}
+
+/* A thread that ends while holding a lock releases it as a dying process
+ * does: the next locker is told. */
+Test(lock, a_thread_that_ends_holding_is_reported)
+{
+    pshm_block *b = new_lock(&MUTEX);
+    pthread_t t;
+    void *rc;
+    cr_assert_eq(pthread_create(&t, NULL, lock_and_return, b), 0);
+    cr_assert_eq(pthread_join(t, &rc), 0);
+    cr_assert_eq((intptr_t)rc, 0, "the thread's lock");
+    cr_assert_eq(pshm_mutex_lock(b, 0, 0), PSHM_OWNERDEAD, "%s", pshm_last_error());
+    cr_assert_eq(pshm_mutex_consistent(b, 0), 0);
+    cr_assert_eq(pshm_mutex_unlock(b, 0), 0);
+    destroy(b);
 }
 
 /* ---- dead holders ------------------------------------------------------------ */

@@ -43,6 +43,19 @@ class Lock(CliTestCase):
         self.assertEqual(run("lock", name, "--", "/nonexistent/cmd").returncode, 127)
         self.assertTrue(wait_gone(name, 10), "the tracker left the lock behind")
 
+    def test_the_tracker_removes_a_lock_without_a_word(self):
+        """A named lock is meant to go once unused: unlike a block nobody
+        unlinked, its removal is not worth a message on stderr."""
+        name = unique_name("lk")
+        res = run("lock", name, "--", "true")
+        self.assertEqual((res.returncode, res.stderr), (0, b""))
+        self.assertTrue(wait_gone(name, 10), "the tracker left the lock behind")
+        # An ordinary tracked block left behind is still reported.
+        other = unique_name("blk")
+        res = run("create", "--name", other, "--size", "8", "--track", "--hold")
+        self.assertEqual(res.returncode, 0, res.stderr)
+        self.assertIn(b"that no process unlinked: " + other.encode(), res.stderr)
+
     def test_holders_exclude_and_timeouts_give_status_1(self):
         name = unique_name("lk")
         held = self.holder(name)

@@ -936,6 +936,54 @@ Test(manager, start_from_threaded_program)
         pthread_join(t[i], NULL);
 }
 
+/*
+ * The library's first use in a process, from threads, while another thread
+ * forks a server: the fork handlers for the library's lock must already be
+ * in place. Each round is a fresh forked process (this test process never
+ * touches the library itself), since the race is only at first use. A
+ * round that hangs (the server child stuck on a lock it inherited locked)
+ * fails the test. Two such locks were found: the library's own (about one
+ * round in 20 hung while its fork handlers were installed only by the
+ * first mapping) and libsodium's (sodium_init takes it on every call;
+ * about one round in 1,000).
+ */
+#define FIRST_USE_ROUNDS 150
+
+static int first_use_round(void)
+{
+    setpgid(0, 0); /* so a hung round, server included, can be killed at once */
+    pthread_t t[4];
+    for (int i = 0; i < 4; i++)
+        if (pthread_create(&t[i], NULL, churn, NULL) != 0)
+            return 1;
+    pshm_manager *m = NULL;
+    pshm_block *b = NULL;
+    int rc = pshm_manager_start(&m, NULL, NULL, 0);
+    if (rc == 0 && (rc = pshm_manager_block(m, 4096, &b)) == 0)
+        pshm_block_free(b);
+    if (m != NULL && pshm_manager_shutdown(m) < 0)
+        rc = -1;
+    churn_stop = true;
+    for (int i = 0; i < 4; i++)
+        pthread_join(t[i], NULL);
+    return rc == 0 ? 0 : 1;
+}
+
+Test(manager, first_use_in_threads_while_forking)
+{
+    for (int round = 0; round < FIRST_USE_ROUNDS; round++) {
+        pid_t pid = fork();
+        cr_assert_geq(pid, 0, "fork: %s", strerror(errno));
+        if (pid == 0)
+            _exit(first_use_round());
+        int st = t_wait(pid, 10);
+        if (st == -1)
+            kill(-pid, SIGKILL);
+        cr_assert(st != -1, "round %d hung (killed)", round);
+        cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "round %d: status %d", round, st);
+    }
+}
+
 /* ---- the scoped pattern ------------------------------------------------ */
 
 static char with_name[64];

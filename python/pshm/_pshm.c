@@ -129,16 +129,21 @@ static PyObject *block_wrap(pshm_block *b, PyObject *owner, int readonly)
     return (PyObject *)self;
 }
 
-/* Block(name, create, size, track, readonly, populate) */
+/* Block(name, create, size, track, readonly, populate), all positional:
+ * without the keyword parser, every create and attach runs several hundred
+ * fewer instructions (callgrind). */
 static PyObject *Block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"name", "create", "size", "track", "readonly", "populate", NULL};
     PyObject *name_obj;
     int create, track, readonly, populate;
     Py_ssize_t size;
     (void)type;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "Upnppp", kwlist, &name_obj, &create, &size,
-                                     &track, &readonly, &populate))
+    if (kwds != NULL && PyDict_GET_SIZE(kwds) > 0) {
+        PyErr_SetString(PyExc_TypeError, "Block() takes no keyword arguments");
+        return NULL;
+    }
+    if (!PyArg_ParseTuple(args, "Upnppp:Block", &name_obj, &create, &size, &track, &readonly,
+                          &populate))
         return NULL;
     const char *name = utf8_name(name_obj);
     if (name == NULL)

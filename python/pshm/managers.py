@@ -7,13 +7,16 @@ __all__ = ['SharedMemoryManager']
 
 
 def _address_text(address):
-    "pshm's address form for what CPython's managers accept."
+    """pshm's address form for what CPython's managers accept: a (host, port)
+    tuple (TCP), a str path (a Unix socket), or pshm's own "unix:PATH" and
+    "tcp:HOST:PORT"; ValueError for anything else, as CPython raises."""
     if address is None:
         return None
-    if isinstance(address, tuple):
+    if isinstance(address, tuple) and len(address) == 2:
         host, port = address
-        return f"tcp:{host}:{port}"
-    address = str(address)
+        return f"tcp:[{host}]:{port}" if ":" in str(host) else f"tcp:{host}:{port}"
+    if not isinstance(address, str):
+        raise ValueError(f"address type of {address!r} unrecognized")
     if address.startswith(("unix:", "tcp:")):
         return address
     return "unix:" + address
@@ -42,21 +45,21 @@ class SharedMemoryManager:
     yet started or connected is started on entry and shut down on exit."""
 
     def __init__(self, address=None, authkey=None):
-        self._address = _address_text(address)
+        self._address = address  # as given; converted by start() and connect()
         self._authkey = None if authkey is None else bytes(authkey)
         self._mgr = None
 
     def start(self):
         "Start a manager server process and connect to it."
         self._check_unused()
-        self._mgr = _pshm.Manager(self._address, self._authkey, True)
+        self._mgr = _pshm.Manager(_address_text(self._address), self._authkey, True)
 
     def connect(self):
         "Connect to a running manager server at address with authkey."
         self._check_unused()
         if self._address is None or self._authkey is None:
             raise ValueError("connect() needs the server's address and authkey")
-        self._mgr = _pshm.Manager(self._address, self._authkey, False)
+        self._mgr = _pshm.Manager(_address_text(self._address), self._authkey, False)
 
     def _check_unused(self):
         if self._mgr is not None:
@@ -87,7 +90,8 @@ class SharedMemoryManager:
 
     @property
     def address(self):
-        "The server's address, in pshm's form (\"unix:PATH\" or \"tcp:HOST:PORT\")."
+        """The server's address, in pshm's form ("unix:PATH" or "tcp:HOST:PORT");
+        before start() or connect(), the address as given."""
         return self._mgr.address if self._mgr is not None else self._address
 
     @property

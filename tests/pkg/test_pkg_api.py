@@ -212,6 +212,20 @@ class Blocks(PkgCase):
         export.release()
         other.close()
 
+    @pshm_only
+    def test_close_while_something_holds_the_block_is_a_buffer_error(self):
+        # What a numpy array made on buf does: it keeps the exporter (the
+        # block), not a buffer. (test_pkg_numpy runs the real thing where
+        # numpy can be imported.)
+        shm = self.block(16)
+        other = SharedMemory(shm.name)
+        holder = other._block
+        with self.assertRaises(BufferError):
+            other.close()
+        del holder
+        other.close()
+        self.assertEqual(mappings_of(shm.name), 1)
+
     def test_close_unmaps(self):
         shm = self.block(16, unique_name("maps"))
         self.assertEqual(mappings_of(shm.name), 1)
@@ -592,7 +606,8 @@ class Manager(PkgCase):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "m.sock")
             cases = [(None, "unix:"), ("unix:" + path, "unix:" + path), (path, "unix:" + path),
-                     (("127.0.0.1", 0), "tcp:127.0.0.1:"), ("tcp:127.0.0.1:0", "tcp:127.0.0.1:")]
+                     (("127.0.0.1", 0), "tcp:127.0.0.1:"), (("::1", 0), "tcp:[::1]:"),
+                     ("tcp:127.0.0.1:0", "tcp:127.0.0.1:")]
             for address, prefix in cases:
                 with self.subTest(address=address):
                     with SharedMemoryManager(address=address, authkey=b"k3y") as smm:
@@ -604,6 +619,32 @@ class Manager(PkgCase):
         with SharedMemoryManager() as smm:  # no key given: a random one, once started
             self.assertIsInstance(smm.authkey, bytes)
             self.assertGreaterEqual(len(smm.authkey), 16)
+
+    def connect_second(self, address):
+        "A second manager connected to the first one's server at address."
+        second = SharedMemoryManager(address=address, authkey=b"k3y")
+        second.connect()
+        self.track(second.SharedMemory(size=64).name)
+        return second
+
+    def test_cpythons_address_forms_start_and_connect(self):
+        with SharedMemoryManager(address=("127.0.0.1", 0), authkey=b"k3y") as smm:
+            address = smm.address  # CPython: the tuple; pshm: "tcp:127.0.0.1:PORT"
+            port = address[1] if isinstance(address, tuple) else int(address.rsplit(":", 1)[1])
+            self.assertGreater(port, 0)
+            self.connect_second(("127.0.0.1", port))
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "m.sock")
+            with SharedMemoryManager(address=path, authkey=b"k3y"):
+                self.connect_second(path)
+
+    @pshm_only  # CPython's server process fails on it; its start() raises EOFError
+    def test_an_address_of_another_type_is_a_value_error_at_start(self):
+        for address in (b"/tmp/m.sock", 5, ("127.0.0.1",)):
+            with self.subTest(address=address):
+                smm = SharedMemoryManager(address=address, authkey=b"k3y")
+                with self.assertRaises(ValueError):
+                    smm.start()
 
     @pshm_only
     def test_connect_with_a_wrong_key_fails(self):
