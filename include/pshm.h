@@ -529,7 +529,7 @@ PSHM_API int pshm_list_view(pshm_list *l, pshm_type type, pshm_view *out);
 PSHM_API int pshm_list_view_check(const pshm_view *view);
 
 /* ------------------------------------------------------------------------ */
-/* Locks that survive a killed holder (Linux with glibc)                     */
+/* Locks that survive a killed holder (Linux with glibc, Windows)            */
 /* ------------------------------------------------------------------------ */
 
 /*
@@ -565,7 +565,9 @@ PSHM_API int pshm_list_view_check(const pshm_view *view);
  * PSHM_EBUSY when the calling thread holds a lock in the block; other
  * threads' locks it cannot see. Holders are told apart by thread ID, so
  * every process using a lock must share one PID namespace.
- * See docs/locks.md for the design.
+ * On Windows the locks are named kernel mutexes, with the same calls,
+ * codes and messages; there a thread may hold at most 16 pshm locks at
+ * once (PSHM_ELIMIT beyond). See docs/locks.md for the design.
  */
 
 /* Every lock's offset in its block is a multiple of this. */

@@ -538,16 +538,9 @@ int pshm_block_read(const pshm_block *b, size_t offset, void *dst, size_t len)
 
 int pshm_block_close(pshm_block *b)
 {
-    if (b == NULL)
-        return err_set(PSHM_EINVAL, "close: NULL handle");
-    ptrdiff_t held = b->buf != NULL ? lock_held_in(b->buf, b->size) : -1;
-    if (held >= 0)
-        return err_set(PSHM_EBUSY,
-                       "close \"%s\": the calling thread holds a lock in the block (its "
-                       "mutex near offset %td); unlock it first, or the lock could never "
-                       "be released if this process died",
-                       b->name, held);
-    int rc = 0;
+    int rc = block_check_close(b);
+    if (rc < 0)
+        return rc;
     if (b->buf != NULL) {
         global_lock();
         open_list_remove(b);

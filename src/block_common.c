@@ -89,3 +89,17 @@ int pshm_block_reserve(pshm_block *b, size_t offset, size_t len)
                      b->name);
     return rc < 0 ? rc : block_reserve(b, "reserve", offset, len);
 }
+
+int block_check_close(const pshm_block *b)
+{
+    if (b == NULL)
+        return err_set(PSHM_EINVAL, "close: NULL handle");
+    ptrdiff_t held = b->buf != NULL ? lock_held_in(b->buf, b->size) : -1;
+    if (held >= 0)
+        return err_set(PSHM_EBUSY,
+                       "close \"%s\": the calling thread holds a lock in the block (its "
+                       "mutex near offset %td); unlock it first, or the lock could never "
+                       "be released if this process died",
+                       b->name, held);
+    return 0;
+}

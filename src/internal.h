@@ -61,6 +61,9 @@ int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 
  * [offset, offset + len) inside it (reserve, read). */
 int block_check_create(pshm_block **out, const char *name, size_t size, unsigned flags);
 int block_check_range(const pshm_block *b, const char *what, size_t offset, size_t len);
+/* Whether b may be closed: not NULL, and no lock in it held by the calling
+ * thread (lock_held_in says why that matters). */
+int block_check_close(const pshm_block *b);
 
 /*
  * Allocate the pages of [offset, offset + len) of b's object (len 0: none),
@@ -107,15 +110,43 @@ static inline uint64_t name_hash(const char *s)
     return h;
 }
 
-/* ---- lock.c (Linux only) ------------------------------------------------ */
+/* ---- lock.c, win/lock.c, lock_common.c ----------------------------------- */
+
+/* Every lock area starts with this 64-bit tag (magic, version, kind),
+ * published last by init with a release store. */
+#define LOCK_MAGIC 0x70736d6cu /* "pshl" */
+#define LOCK_VERSION 2u        /* 1: Linux's areas held glibc's pthread_mutex_t */
+enum lock_kind { KIND_MUTEX = 1, KIND_RWLOCK = 2 };
+#define LOCK_TAG(kind) (((uint64_t)LOCK_MAGIC << 32) | (LOCK_VERSION << 8) | (kind))
+
+/* lock_common.c. The bytes a lock of `kind` takes. The area at offset of b
+ * if it holds an initialised lock of `kind` (the acquire load pairs with
+ * init's release store), else NULL with *rc the error, whose message names
+ * `what`, the block and the offset: the slow path where every misuse is
+ * told (a NULL, closed or read-only handle, a misaligned or too-late
+ * offset, a wrong tag). */
+size_t lock_size(enum lock_kind kind);
+__attribute__((cold)) void *lock_at(pshm_block *b, size_t offset, enum lock_kind kind,
+                                    const char *what, int *rc);
+/* The area for init: checked as above but for the tag, holding no lock yet
+ * (else PSHM_EEXIST), and zeroed, the tag with it, so no call accepts it
+ * until init publishes the tag. */
+void *lock_init_area(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
+                     int *rc);
 
 /*
- * The offset in [buf, buf + size) of a robust mutex the calling thread
- * holds, or -1 if it holds none there. A block must stay mapped while a
- * lock in it is held: the kernel releases a dead thread's robust mutexes
- * only where they are still mapped, and stops at the first it cannot read.
+ * The offset in [buf, buf + size) of a lock the calling thread holds, or
+ * -1 if it holds none there. A block must stay open while a lock in it is
+ * held: on Linux the kernel releases a dead thread's robust mutexes only
+ * where they are still mapped, and stops at the first it cannot read; on
+ * Windows closing the handles of an owned mutex strands its waiters.
  */
 ptrdiff_t lock_held_in(const void *buf, size_t size);
+
+/* pshm_lock_open's last step for a named lock's handle b: on Linux, tell
+ * the tracker to remove it without a word once no one has it open (it is
+ * meant to go that way); nothing on Windows, which has no tracker. */
+int lock_named_quiet(pshm_block *b);
 
 /* ---- tracker.c --------------------------------------------------------- */
 

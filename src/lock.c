@@ -45,11 +45,6 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-#define LOCK_MAGIC 0x70736d6cu /* "pshl" */
-#define LOCK_VERSION 2u        /* 1: glibc's pthread_mutex_t */
-enum lock_kind { KIND_MUTEX = 1, KIND_RWLOCK = 2 };
-#define LOCK_TAG(kind) (((uint64_t)LOCK_MAGIC << 32) | (LOCK_VERSION << 8) | (kind))
-
 struct mutex_area {
     _Atomic uint64_t tag;
     struct rmutex m;
@@ -75,58 +70,6 @@ _Static_assert(sizeof(struct rw_area) == PSHM_RWLOCK_SIZE, "PSHM_RWLOCK_SIZE is 
 _Static_assert(alignof(struct rw_area) <= PSHM_LOCK_ALIGN, "PSHM_LOCK_ALIGN too small");
 
 /* ---- the area: bounds, alignment, tag ------------------------------------ */
-
-/* The area of `size` bytes at `offset`, checked for everything but its tag. */
-static void *area_at(pshm_block *b, size_t offset, size_t size, const char *what, int *rc)
-{
-    *rc = 0;
-    if (b == NULL)
-        *rc = err_set(PSHM_EINVAL, "%s: NULL block handle", what);
-    else if (b->buf == NULL)
-        *rc = err_set(PSHM_ECLOSED, "%s \"%s\" at offset %zu: %s", what, b->name, offset,
-                      pshm_strerror(PSHM_ECLOSED));
-    else if (b->flags & PSHM_READONLY)
-        *rc = err_set(PSHM_EINVAL,
-                      "%s \"%s\" at offset %zu: the handle is read-only (PSHM_READONLY); "
-                      "a lock needs a writable mapping",
-                      what, b->name, offset);
-    else if (offset % PSHM_LOCK_ALIGN != 0)
-        *rc = err_set(PSHM_EINVAL,
-                      "%s \"%s\" at offset %zu: the offset is not a multiple of "
-                      "PSHM_LOCK_ALIGN (%d)",
-                      what, b->name, offset, PSHM_LOCK_ALIGN);
-    else if (offset > b->size || size > b->size - offset)
-        *rc = err_set(PSHM_EINVAL,
-                      "%s \"%s\" at offset %zu: the lock's %zu bytes run past the end of "
-                      "the block (size %zu)",
-                      what, b->name, offset, size, b->size);
-    return *rc == 0 ? (char *)b->buf + offset : NULL;
-}
-
-static const char *kind_name(enum lock_kind kind)
-{
-    return kind == KIND_MUTEX ? "mutex" : "readers-writer lock";
-}
-
-/* The area, if it holds an initialised lock of `kind`. The acquire load
- * pairs with init's release store: the mutexes are whole. The
- * slow path of lock_find, where every error's message is made. */
-static __attribute__((noinline, cold)) void *
-lock_at(pshm_block *b, size_t offset, enum lock_kind kind, const char *what, int *rc)
-{
-    size_t size = kind == KIND_MUTEX ? PSHM_MUTEX_SIZE : PSHM_RWLOCK_SIZE;
-    _Atomic uint64_t *tag = area_at(b, offset, size, what, rc);
-    if (tag == NULL)
-        return NULL;
-    uint64_t seen = atomic_load_explicit(tag, memory_order_acquire);
-    if (seen == LOCK_TAG(kind))
-        return tag;
-    *rc = err_set(PSHM_EBADLOCK,
-                  "%s \"%s\" at offset %zu: no %s there (tag %#018llx): never initialised, "
-                  "overwritten, or another kind or version of lock",
-                  what, b->name, offset, kind_name(kind), (unsigned long long)seen);
-    return NULL;
-}
 
 /* The lock of `kind` at offset if it passes every check of lock_at, else
  * NULL: the handle's lock_end (its size while open and writable, else 0)
@@ -229,32 +172,10 @@ static void init_finish(_Atomic uint64_t *tag, enum lock_kind kind)
     atomic_store_explicit(tag, LOCK_TAG(kind), memory_order_release);
 }
 
-/* The area for init: checked, holding no lock yet, and zeroed (the tag
- * with it, so no call accepts it until init_finish). */
-static void *init_area(pshm_block *b, size_t offset, enum lock_kind kind, const char *what,
-                       int *rc)
-{
-    size_t size = kind == KIND_MUTEX ? PSHM_MUTEX_SIZE : PSHM_RWLOCK_SIZE;
-    _Atomic uint64_t *tag = area_at(b, offset, size, what, rc);
-    if (tag == NULL)
-        return NULL;
-    uint64_t seen = atomic_load_explicit(tag, memory_order_acquire);
-    if (seen == LOCK_TAG(KIND_MUTEX) || seen == LOCK_TAG(KIND_RWLOCK)) {
-        *rc = err_set(PSHM_EEXIST,
-                      "%s \"%s\" at offset %zu: the area already holds a %s (zero it first "
-                      "to replace a lock no process uses)",
-                      what, b->name, offset,
-                      kind_name(seen == LOCK_TAG(KIND_MUTEX) ? KIND_MUTEX : KIND_RWLOCK));
-        return NULL;
-    }
-    memset((void *)tag, 0, size);
-    return tag;
-}
-
 int pshm_mutex_init(pshm_block *b, size_t offset)
 {
     int rc;
-    struct mutex_area *a = init_area(b, offset, KIND_MUTEX, "mutex init", &rc);
+    struct mutex_area *a = lock_init_area(b, offset, KIND_MUTEX, "mutex init", &rc);
     if (a == NULL)
         return rc;
     init_finish(&a->tag, KIND_MUTEX);
@@ -400,7 +321,7 @@ static inline void fence_after_lock(void)
 int pshm_rwlock_init(pshm_block *b, size_t offset)
 {
     int rc;
-    struct rw_area *a = init_area(b, offset, KIND_RWLOCK, "rwlock init", &rc);
+    struct rw_area *a = lock_init_area(b, offset, KIND_RWLOCK, "rwlock init", &rc);
     if (a == NULL)
         return rc;
     init_finish(&a->tag, KIND_RWLOCK);
@@ -547,83 +468,18 @@ int pshm_rwlock_consistent(pshm_block *b, size_t offset)
     return 0;
 }
 
-/* ---- named locks ------------------------------------------------------------ */
+/* ---- the close check ---------------------------------------------------------- */
 
-/* How long an opener waits for the creator to initialise the lock. */
-#define NAMED_READY_MS 2000
 /* The kernel stops walking a robust list after this many entries. */
 #define ROBUST_LIST_MAX 2048
-
-/* Wait until the creator of b published the rwlock at offset 0. */
-static int named_wait_ready(pshm_block *b)
-{
-    int64_t deadline = monotonic_ms() + NAMED_READY_MS;
-    const _Atomic uint64_t *tag = b->buf;
-    if (b->size < PSHM_RWLOCK_SIZE)
-        return err_set(PSHM_EBADLOCK,
-                       "lock open \"%s\": the block (size %zu) is too small to be a named "
-                       "lock",
-                       b->name, b->size);
-    while (atomic_load_explicit(tag, memory_order_acquire) != LOCK_TAG(KIND_RWLOCK)) {
-        if (monotonic_ms() >= deadline)
-            return err_set(PSHM_EBADLOCK,
-                           "lock open \"%s\": the block holds no initialised lock after "
-                           "%d ms: not a named lock, or its creator died making it",
-                           b->name, NAMED_READY_MS);
-        struct timespec pause = {0, 1000000};
-        nanosleep(&pause, NULL);
-    }
-    return 0;
-}
 
 /* A named lock is meant to be removed by the tracker once no one has it
  * open, so its tracker does that without a word: b registers again,
  * marked quiet. */
-static int named_quiet(pshm_block *b)
+int lock_named_quiet(pshm_block *b)
 {
     b->quiet = true;
     return (b->flags & PSHM_UNTRACKED) ? 0 : tracker_register(b, "lock open");
-}
-
-int pshm_lock_open(pshm_block **out, const char *name, unsigned flags)
-{
-    if (out == NULL || (flags & ~(unsigned)PSHM_UNTRACKED))
-        return err_set(PSHM_EINVAL,
-                       "lock open \"%s\": NULL handle pointer or invalid flags (only "
-                       "PSHM_UNTRACKED)",
-                       name ? name : "(null)");
-    if (name == NULL)
-        return err_set(PSHM_EBADNAME, "lock open: the name is NULL");
-    /* Attach, else create; a create that loses the race attaches again. */
-    for (;;) {
-        int rc = pshm_block_attach(out, name, flags);
-        if (rc == 0) {
-            rc = named_wait_ready(*out);
-            if (rc == 0)
-                rc = named_quiet(*out);
-            if (rc < 0) {
-                pshm_block_free(*out);
-                *out = NULL;
-            }
-            return rc;
-        }
-        if (rc != PSHM_ENOENT)
-            return rc;
-        rc = pshm_block_create(out, name, PSHM_RWLOCK_SIZE, flags);
-        if (rc == 0) {
-            rc = pshm_rwlock_init(*out, 0);
-            if (rc == 0)
-                rc = named_quiet(*out);
-            if (rc < 0) {
-                pshm_block_unlink(*out);
-                pshm_block_free(*out);
-                *out = NULL;
-            }
-            return rc;
-        }
-        if (rc != PSHM_EEXIST)
-            return rc;
-    }
 }
 
 /* ---- the close check ---------------------------------------------------------- */

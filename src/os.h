@@ -42,6 +42,9 @@
  *                         const os_bytes *parts, size_t nparts);
  *     bool os_equal_ct(const void *a, const void *b, size_t n); constant time
  *
+ *   Waiting (lock_common.c):
+ *     void os_sleep_ms(unsigned ms);        sleep the calling thread
+ *
  *   Randomness and secrets (libsodium on Linux, CNG on Windows):
  *     int os_crypto_init(void);             0, or -1 if it cannot start
  *     int os_random_bytes(void *buf, size_t n);     0, or < 0 on failure

@@ -15,6 +15,7 @@
 #include <sodium.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 #include <unictype.h>
 #include <unistr.h>
 
@@ -117,6 +118,12 @@ static inline void os_hmac_sha256(uint8_t out[32], const void *key, size_t keyle
         crypto_auth_hmacsha256_update(&st, parts[i].p, parts[i].n);
     crypto_auth_hmacsha256_final(&st, out);
     sodium_memzero(&st, sizeof st);
+}
+
+static inline void os_sleep_ms(unsigned ms)
+{
+    struct timespec pause = {(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
+    nanosleep(&pause, NULL);
 }
 
 static inline bool os_equal_ct(const void *a, const void *b, size_t n)

@@ -186,9 +186,9 @@ int pshm_block_read(const pshm_block *b, size_t offset, void *dst, size_t len)
 
 int pshm_block_close(pshm_block *b)
 {
-    if (b == NULL)
-        return err_set(PSHM_EINVAL, "close: NULL handle");
-    int rc = 0;
+    int rc = block_check_close(b);
+    if (rc < 0)
+        return rc;
     if (b->fast != NULL)
         *b->fast = (fast_limits){0, 0};
     if (b->buf != NULL && !UnmapViewOfFile(b->buf))

@@ -55,6 +55,8 @@ void os_hmac_sha256(uint8_t out[32], const void *key, size_t keylen, const os_by
                     size_t nparts);
 bool os_equal_ct(const void *a, const void *b, size_t n);
 
+static inline void os_sleep_ms(unsigned ms) { Sleep(ms); }
+
 /* n bytes from BCryptGenRandom; 0 or PSHM_ESYS. CNG needs no set-up. */
 int os_random_bytes(void *buf, size_t n);
 static inline int os_crypto_init(void) { return 0; }

@@ -1,6 +1,7 @@
 /*
  * child.h — the Windows tests' child processes: start a program that sits
- * next to the test with its stdout on a pipe, read its lines, kill it.
+ * next to the test (or the test itself) with arguments, read the lines it
+ * prints, kill it with TerminateProcess or wait for it.
  */
 #ifndef PSHM_WIN_CHILD_H
 #define PSHM_WIN_CHILD_H
@@ -16,15 +17,17 @@ typedef struct child {
     HANDLE out; /* the read end of its stdout */
 } child;
 
-/* Start `program` (next to this one) with `args`. */
-static bool spawn_program(child *c, const char *program, const char *args)
+/* Start `exe` (a file next to this program; NULL: this program) with
+ * `args`, its stdout a pipe to c->out. */
+static bool spawn_exe(child *c, const char *exe_name, const char *args)
 {
     char exe[MAX_PATH], cmd[2 * MAX_PATH];
     DWORD n = GetModuleFileNameA(NULL, exe, sizeof exe);
     char *slash = strrchr(exe, '\\');
     if (n == 0 || slash == NULL)
         return false;
-    snprintf(slash + 1, sizeof exe - (size_t)(slash + 1 - exe), "%s", program);
+    if (exe_name != NULL)
+        snprintf(slash + 1, sizeof exe - (size_t)(slash + 1 - exe), "%s", exe_name);
     snprintf(cmd, sizeof cmd, "\"%s\" %s", exe, args);
     SECURITY_ATTRIBUTES sa = {sizeof sa, NULL, TRUE};
     HANDLE wr;
@@ -40,7 +43,7 @@ static bool spawn_program(child *c, const char *program, const char *args)
     return ok;
 }
 
-/* Its first line (blocking until it comes or the child ends). */
+/* Its next line (blocking until it comes or the child ends). */
 static void read_line(child *c, char *line, size_t cap)
 {
     size_t len = 0;
@@ -52,13 +55,19 @@ static void read_line(child *c, char *line, size_t cap)
     line[len] = '\0';
 }
 
-static void kill_child(child *c)
+/* Wait for it to end, and let it go. */
+static void reap(child *c)
 {
-    TerminateProcess(c->pi.hProcess, 9);
     WaitForSingleObject(c->pi.hProcess, INFINITE);
     CloseHandle(c->pi.hProcess);
     CloseHandle(c->pi.hThread);
     CloseHandle(c->out);
+}
+
+static void kill_child(child *c)
+{
+    TerminateProcess(c->pi.hProcess, 9);
+    reap(c);
 }
 
 #endif

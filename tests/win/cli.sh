@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# cli.sh — pshm.exe under Wine: the commands that make sense on Windows,
-# and a clear refusal from the one that does not (ls). $WINE runs a
+# cli.sh — pshm.exe under Wine: the commands that make sense on Windows
+# (pshm lock among them), and a clear refusal from the one that does not
+# (ls). $WINE runs a
 # Windows program (wine64 with the build's private prefix), $PSHM_EXE is
 # pshm.exe.
 set -uo pipefail
@@ -51,6 +52,19 @@ exec {HOLD[1]}>&-
 wait "$HOLD_PID"
 out=$(pshm info "$name"); rc=$?
 check "gone once the holder exits" "1 pshm: stat \"$name\": OpenFileMappingW: no such shared memory block" "$rc $out"
+
+# pshm lock: the command's status; a second exclusive holder times out
+# (status 1); shared holders share. The inner pshm is a Windows path.
+lock=pshm_wincli_lock_$$
+winexe="Z:$(printf '%s' "$PSHM_EXE" | tr / '\\')"
+out=$(pshm lock "$lock" -- cmd /c exit 3); rc=$?
+check "lock runs the command and gives its status" "3 " "$rc $out"
+out=$(pshm lock "$lock" -- "$winexe" lock "$lock" --timeout 0.3 -- cmd /c exit 0); rc=$?
+check "a second exclusive holder times out" \
+  "1 pshm: rwlock wrlock \"$lock\" at offset 0: the lock was not acquired within the timeout" \
+  "$rc $out"
+out=$(pshm lock "$lock" --shared -- "$winexe" lock "$lock" --shared --timeout 0.3 -- cmd /c exit 5); rc=$?
+check "shared holders share" "5 " "$rc $out"
 
 # The manager from the CLI: `manager serve` on a pipe with a key file, then
 # block, ls, release, a wrong key and shutdown from other pshm processes.

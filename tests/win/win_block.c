@@ -16,11 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Start win_holder with `args`. */
-static bool spawn(child *c, const char *args)
-{
-    return spawn_program(c, "win_holder.exe", args);
-}
+/* Start win_holder (next to this program) with `args`. */
+static bool spawn(child *c, const char *args) { return spawn_exe(c, "win_holder.exe", args); }
 
 /* Run win_holder to completion; its first line. */
 static void run(const char *args, char *line, size_t cap)

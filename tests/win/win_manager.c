@@ -68,7 +68,7 @@ static void check_clients(const char *addr)
     snprintf(args, sizeof args, "client %s \"%s\"", addr, KEY);
     int started = 0;
     for (int i = 0; i < CLIENTS; i++)
-        started += spawn_program(&c[started], "win_mgr_helper.exe", args);
+        started += spawn_exe(&c[started], "win_mgr_helper.exe", args);
     CHECK(started == CLIENTS, "%d of %d clients started", started, CLIENTS);
     int ok = 0;
     for (int i = 0; i < started; i++) {
@@ -177,7 +177,7 @@ static void starter_killed(const char *address)
     char args[256], line[512], addr[200] = "", block[PSHM_NAME_MAX + 1] = "",
                                list[PSHM_NAME_MAX + 1] = "";
     snprintf(args, sizeof args, "start %s \"%s\"", address, KEY);
-    if (!spawn_program(&c, "win_mgr_helper.exe", args)) {
+    if (!spawn_exe(&c, "win_mgr_helper.exe", args)) {
         CHECK(false, "spawn start %s", address);
         return;
     }
