@@ -4,29 +4,17 @@
  * requests on a handle are serialised by its mutex, so threads may share it.
  * A connection that fails mid-request is closed for good (PSHM_ECONN from
  * then on): after a lost reply nobody knows what the server did.
+ * Shared by every platform: the connection and the server process go
+ * through manager.h's transport.
  */
-#include "protocol.h"
+#include "manager.h"
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <sched.h>
 #include <pthread.h>
-#include <signal.h>
-#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/socket.h>
-#include <sys/syscall.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
 
 /* How long a request busy-waits for its reply before sleeping. */
 #define SPIN_US 50
@@ -34,41 +22,29 @@
 #define CLIENT_HANDSHAKE_MS 10000
 
 struct pshm_manager {
-    pthread_mutex_t lock; /* serialises requests: guards fd, out, in */
-    int fd;               /* the connection; -1 once lost */
+    pthread_mutex_t lock; /* serialises requests: guards conn, out, in */
+    os_conn conn;         /* the connection; closed once lost */
     char address[PROTO_ADDR_MAX];
     uint8_t key[PSHM_AUTHKEY_MAX];
     size_t keylen;
-    pid_t server_pid; /* > 0: this handle started the server */
-    int starter_fd;   /* write end of the server's lifeline, or -1 */
+    os_server server; /* the server this handle started, or OS_SERVER_NONE */
     proto_buf out;
     uint8_t *in;                    /* received bytes: in_used of them are the frame */
     size_t in_cap, in_len, in_used; /* last returned, in_len all buffered */
 };
 
-/* ---- socket I/O -------------------------------------------------------- */
+/* ---- connection I/O ---------------------------------------------------- */
 
 static int lost(pshm_manager *m, const char *what, const char *why)
 {
-    if (m->fd >= 0)
-        close(m->fd);
-    m->fd = -1;
+    tr_close(&m->conn);
     return err_set(PSHM_ECONN, "%s \"%s\": %s", what, m->address, why);
 }
 
 static int send_all(pshm_manager *m, const char *what, const void *data, size_t len)
 {
-    const char *p = data;
-    while (len > 0) {
-        ssize_t n = send(m->fd, p, len, MSG_NOSIGNAL);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            return lost(m, what, n < 0 ? strerror(errno) : "connection closed");
-        p += n;
-        len -= (size_t)n;
-    }
-    return 0;
+    const char *why;
+    return tr_send_all(&m->conn, data, len, &why) < 0 ? lost(m, what, why) : 0;
 }
 
 /* Grow the receive buffer to hold at least `want` bytes. */
@@ -97,11 +73,12 @@ static int reserve_in(pshm_manager *m, const char *what, size_t want)
 static void spin_for_reply(pshm_manager *m)
 {
     int64_t end = monotonic_us() + SPIN_US;
+    const char *why;
     while (monotonic_us() < end) {
-        ssize_t n = recv(m->fd, m->in + m->in_len, m->in_cap - m->in_len, MSG_DONTWAIT);
+        ptrdiff_t n = tr_recv(&m->conn, m->in + m->in_len, m->in_cap - m->in_len, 0, &why);
         if (n > 0)
             m->in_len += (size_t)n;
-        if (n >= 0 || (errno != EAGAIN && errno != EINTR))
+        if (n != TR_TIMEOUT)
             return; /* data, EOF or an error: the blocking recv reports it */
         sched_yield();
     }
@@ -116,21 +93,13 @@ static int fill_in(pshm_manager *m, const char *what, size_t want, int64_t deadl
     if (rc == 0 && deadline < 0 && m->in_len < want)
         spin_for_reply(m);
     while (rc == 0 && m->in_len < want) {
-        if (deadline >= 0) {
-            int64_t left = deadline - monotonic_ms();
-            struct pollfd pfd = {m->fd, POLLIN, 0};
-            int r = left > 0 ? poll(&pfd, 1, (int)left) : 0;
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r == 0)
-                return lost(m, what, "the server did not answer in time");
-        }
-        ssize_t n = recv(m->fd, m->in + m->in_len, m->in_cap - m->in_len, 0);
-        if (n < 0 && errno == EINTR)
-            continue;
+        const char *why;
+        ptrdiff_t n = tr_recv(&m->conn, m->in + m->in_len, m->in_cap - m->in_len,
+                              tr_timeout(deadline), &why);
+        if (n == TR_TIMEOUT)
+            return lost(m, what, "the server did not answer in time");
         if (n <= 0)
-            return lost(m, what,
-                        n < 0 ? strerror(errno) : "the server closed the connection");
+            return lost(m, what, n < 0 ? why : "the server closed the connection");
         m->in_len += (size_t)n;
     }
     return rc;
@@ -180,49 +149,6 @@ static int send_out(pshm_manager *m, const char *what)
 }
 
 /* ---- handshake --------------------------------------------------------- */
-
-static int connect_socket(pshm_manager *m, const proto_addr *a)
-{
-    struct sockaddr_storage ss = {0};
-    socklen_t len;
-    if (a->kind == ADDR_UNIX) {
-        struct sockaddr_un *sun = (struct sockaddr_un *)&ss;
-        sun->sun_family = AF_UNIX;
-        memcpy(sun->sun_path, a->path, strlen(a->path) + 1);
-        len = sizeof *sun;
-    } else if (a->family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        in->sin_family = AF_INET;
-        in->sin_port = htons(a->port);
-        memcpy(&in->sin_addr, a->ip, 4);
-        len = sizeof *in;
-    } else {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(a->port);
-        memcpy(&in6->sin6_addr, a->ip, 16);
-        len = sizeof *in6;
-    }
-    m->fd = socket(a->family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (m->fd < 0)
-        return err_errno(errno, "connect", m->address, "socket");
-    int rc;
-    do
-        rc = connect(m->fd, (struct sockaddr *)&ss, len);
-    while (rc < 0 && errno == EINTR);
-    if (rc == 0 && a->kind == ADDR_TCP) {
-        int one = 1; /* requests are single small frames: send each at once */
-        setsockopt(m->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    }
-    if (rc < 0) {
-        int e = errno;
-        close(m->fd);
-        m->fd = -1;
-        return err_set(e == ENOENT || e == ECONNREFUSED ? PSHM_ECONN : PSHM_ESYS,
-                       "connect \"%s\": %s", m->address, strerror(e));
-    }
-    return 0;
-}
 
 /* Copy peer-supplied text for a message, with control bytes made visible. */
 static void clean_text(char *out, size_t cap, proto_text t)
@@ -287,7 +213,9 @@ static int handshake(pshm_manager *m)
     if (rc < 0)
         return rc;
     uint8_t ours[PROTO_CHALLENGE_LEN], mac[PROTO_MAC_LEN];
-    randombytes_buf(ours, sizeof ours);
+    if (os_random_bytes(ours, sizeof ours) < 0)
+        return err_set(PSHM_ESYS, "connect \"%s\": no random bytes for a challenge",
+                       m->address);
     proto_mac(mac, m->key, m->keylen, "client", hello.challenge, ours);
     proto_put_auth(&m->out, mac, ours);
     rc = send_out(m, "connect");
@@ -300,12 +228,11 @@ static int handshake(pshm_manager *m)
 
 static void handle_free(pshm_manager *m)
 {
-    if (m->fd >= 0)
-        close(m->fd);
+    tr_close(&m->conn);
     pthread_mutex_destroy(&m->lock);
     proto_buf_free(&m->out);
     free(m->in);
-    sodium_memzero(m->key, sizeof m->key);
+    os_memzero(m->key, sizeof m->key);
     free(m);
 }
 
@@ -319,8 +246,8 @@ static int handle_new(pshm_manager **out, const char *what, const char *address,
     if (m == NULL)
         return err_set(PSHM_ELIMIT, "%s: out of memory", what);
     pthread_mutex_init(&m->lock, NULL);
-    m->fd = -1;
-    m->starter_fd = -1;
+    m->conn = OS_CONN_CLOSED;
+    m->server = OS_SERVER_NONE;
     memcpy(m->key, key, keylen);
     m->keylen = keylen;
     *out = m;
@@ -336,12 +263,11 @@ static int open_connection(pshm_manager *m, const char *address)
         return rc;
     proto_addr_format(&a, m->address);
     if (os_crypto_init() < 0)
-        return err_set(PSHM_ESYS, "connect \"%s\": libsodium failed to initialise", address);
-    rc = connect_socket(m, &a);
-    if (rc == 0 && (rc = handshake(m)) < 0 && m->fd >= 0) {
-        close(m->fd);
-        m->fd = -1;
-    }
+        return err_set(PSHM_ESYS, "connect \"%s\": the crypto library failed to initialise",
+                       address);
+    rc = tr_connect(&m->conn, &a, m->address);
+    if (rc == 0 && (rc = handshake(m)) < 0)
+        tr_close(&m->conn);
     return rc;
 }
 
@@ -382,7 +308,7 @@ const void *pshm_manager_authkey(const pshm_manager *m, size_t *len)
 static int call(pshm_manager *m, const char *what, proto_response *resp)
 {
     memset(resp, 0, sizeof *resp); /* clearable whatever happens below */
-    if (m->fd < 0) {
+    if (!tr_is_open(&m->conn)) {
         m->out.len = 0;
         return err_set(PSHM_ECONN, "%s \"%s\": the connection was lost earlier", what,
                        m->address);
@@ -562,158 +488,6 @@ int pshm_manager_release(pshm_manager *m, const char *name)
 
 /* ---- starting a server ------------------------------------------------- */
 
-/* What the server child reports through the ready pipe: code 0 and its
- * address, or a failure code and message. Under PIPE_BUF: one atomic write. */
-struct ready_report {
-    int32_t code;
-    char text[508];
-};
-
-static void report_ready(const char *address, void *arg)
-{
-    int *fd = arg;
-    struct ready_report r = {.code = 0};
-    snprintf(r.text, sizeof r.text, "%s", address);
-    (void)!write(*fd, &r, sizeof r);
-    close(*fd);
-    *fd = -1;
-}
-
-/* Close every descriptor but the three standard ones and keep[0..n). */
-static void close_all_except(const int *keep, size_t n)
-{
-    unsigned from = 3;
-    for (;;) {
-        unsigned next = ~0u; /* the smallest kept descriptor >= from */
-        for (size_t i = 0; i < n; i++)
-            if (keep[i] >= (int)from && (unsigned)keep[i] < next)
-                next = (unsigned)keep[i];
-        if (next > from)
-            syscall(SYS_close_range, from, next == ~0u ? ~0u : next - 1, 0u);
-        if (next == ~0u)
-            return;
-        from = next + 1;
-    }
-}
-
-struct child_args {
-    const char *address;
-    const void *key;
-    size_t keylen;
-    int ready_fd, lifeline_fd;
-    pid_t starter;
-};
-
-/*
- * The server process. We got here by fork() from a program that may have
- * other threads; only the forking thread exists now. It is nonetheless safe
- * to run ordinary code: glibc's fork takes the malloc arena and stdio locks
- * around the fork and resets them in the child; the library's global lock is
- * handled by its pthread_atfork handlers (installed before any thread can
- * hold it); libsodium was initialised before the fork, so its one-time
- * setup cannot be caught half-done by another thread.
- */
-static void server_child(struct child_args *a) __attribute__((noreturn));
-static void server_child(struct child_args *a)
-{
-    /* Hold no mapping (no flock) of the starter's blocks, and make our own
-     * tracker: its EOF must mean "the server died", not the starter. */
-    drop_inherited_blocks();
-    tracker_detach();
-    /* A pidfd sees the starter exit even if its forked children kept the
-     * lifeline's write end; the pipe alone serves kernels without pidfds. */
-    int pidfd = (int)syscall(SYS_pidfd_open, a->starter, 0);
-    if (getppid() != a->starter)
-        _exit(1); /* the starter is already gone */
-    int keep[3] = {a->ready_fd, a->lifeline_fd, pidfd};
-    close_all_except(keep, 3);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    prctl(PR_SET_NAME, "pshm-manager", 0, 0, 0);
-    int rc = server_run(a->address, a->key, a->keylen, report_ready, &a->ready_fd,
-                        a->lifeline_fd, pidfd, true);
-    if (rc < 0 && a->ready_fd >= 0) {
-        struct ready_report r = {.code = rc};
-        snprintf(r.text, sizeof r.text, "%s", pshm_last_error());
-        (void)!write(a->ready_fd, &r, sizeof r);
-    }
-    _exit(rc < 0 ? 1 : 0);
-}
-
-/* Read the child's report; on failure reap it and return its error. */
-static int await_ready(int fd, pid_t pid, char address[PROTO_ADDR_MAX])
-{
-    struct ready_report r;
-    size_t got = 0;
-    while (got < sizeof r) {
-        ssize_t n = read(fd, (char *)&r + got, sizeof r - got);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    if (got == sizeof r && r.code == 0) {
-        size_t n = strnlen(r.text, PROTO_ADDR_MAX - 1);
-        memcpy(address, r.text, n);
-        address[n] = '\0';
-        return 0;
-    }
-    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-    if (got < sizeof r)
-        return err_set(PSHM_ESYS, "start: the server process exited before it was ready");
-    r.text[sizeof r.text - 1] = '\0';
-    return err_set(r.code < 0 ? r.code : PSHM_ESYS, "start: %s", r.text);
-}
-
-/* Fork the server; on success m->server_pid, m->starter_fd and address. */
-static int spawn_server(pshm_manager *m, const char *address, char out[PROTO_ADDR_MAX])
-{
-    int ready[2], lifeline[2];
-    if (pipe2(ready, O_CLOEXEC) < 0)
-        return err_errno(errno, "start", address ? address : "(default)", "pipe2");
-    if (pipe2(lifeline, O_CLOEXEC) < 0) {
-        int e = errno;
-        close(ready[0]);
-        close(ready[1]);
-        return err_errno(e, "start", address ? address : "(default)", "pipe2");
-    }
-    struct child_args args = {address, m->key, m->keylen, ready[1], lifeline[0], getpid()};
-    pid_t pid = fork();
-    if (pid == 0)
-        server_child(&args);
-    int e = errno;
-    close(ready[1]);
-    close(lifeline[0]);
-    if (pid < 0) {
-        close(ready[0]);
-        close(lifeline[1]);
-        return err_errno(e, "start", address ? address : "(default)", "fork");
-    }
-    int rc = await_ready(ready[0], pid, out);
-    close(ready[0]);
-    if (rc < 0) {
-        close(lifeline[1]);
-        return rc;
-    }
-    m->server_pid = pid;
-    m->starter_fd = lifeline[1];
-    return 0;
-}
-
-/* Stop the server we started (closing its lifeline) and reap it. */
-static void reap_server(pshm_manager *m)
-{
-    if (m->starter_fd >= 0)
-        close(m->starter_fd);
-    m->starter_fd = -1;
-    while (m->server_pid > 0 && waitpid(m->server_pid, NULL, 0) < 0 && errno == EINTR)
-        ;
-    m->server_pid = 0;
-}
-
 int pshm_manager_start(pshm_manager **out, const char *address, const void *key,
                        size_t keylen)
 {
@@ -722,9 +496,10 @@ int pshm_manager_start(pshm_manager **out, const char *address, const void *key,
     *out = NULL;
     uint8_t fresh[PSHM_AUTHKEY_LEN];
     if (os_crypto_init() < 0)
-        return err_set(PSHM_ESYS, "start: libsodium failed to initialise");
+        return err_set(PSHM_ESYS, "start: the crypto library failed to initialise");
     if (key == NULL && keylen == 0) {
-        randombytes_buf(fresh, sizeof fresh);
+        if (os_random_bytes(fresh, sizeof fresh) < 0)
+            return err_set(PSHM_ESYS, "start: no random bytes for a key");
         key = fresh;
         keylen = sizeof fresh;
     }
@@ -733,14 +508,15 @@ int pshm_manager_start(pshm_manager **out, const char *address, const void *key,
     int rc = address ? proto_addr_parse("start", address, &parsed) : 0;
     if (rc == 0)
         rc = handle_new(&m, "start", address, key, keylen);
-    sodium_memzero(fresh, sizeof fresh);
+    os_memzero(fresh, sizeof fresh);
     if (rc < 0)
         return rc;
     char actual[PROTO_ADDR_MAX];
-    if ((rc = spawn_server(m, address, actual)) == 0 && (rc = open_connection(m, actual)) < 0)
-        kill(m->server_pid, SIGTERM);
+    if ((rc = tr_spawn_server(&m->server, address, m->key, m->keylen, actual)) == 0 &&
+        (rc = open_connection(m, actual)) < 0)
+        tr_stop_server(&m->server);
     if (rc < 0) {
-        reap_server(m);
+        tr_reap_server(&m->server);
         handle_free(m);
         return rc;
     }
@@ -756,9 +532,9 @@ int pshm_manager_shutdown(pshm_manager *m)
     proto_put_simple(&m->out, REQ_SHUTDOWN);
     int rc = call_for_ok(m, "shutdown");
     pthread_mutex_unlock(&m->lock);
-    if (rc < 0 && m->server_pid > 0)
-        kill(m->server_pid, SIGTERM); /* it unlinks everything on SIGTERM too */
-    reap_server(m);
+    if (rc < 0)
+        tr_stop_server(&m->server); /* it unlinks everything then too */
+    tr_reap_server(&m->server);
     handle_free(m);
     return rc;
 }

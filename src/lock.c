@@ -133,6 +133,12 @@ static inline int wait_make(int64_t timeout_ms, wait_for *w, const char *what,
 static __attribute__((noinline, cold)) int lock_error(int e, const char *what,
                                                       const pshm_block *b, size_t offset)
 {
+    if (e & RM_ESETUP)
+        return err_set(PSHM_ESYS,
+                       "%s \"%s\" at offset %zu: cannot set this thread up for robust locks: "
+                       "%s: %s",
+                       what, b->name, offset, rm_setup_step(e),
+                       strerror(e & ((1 << RM_STAGE_SHIFT) - 1)));
     switch (e) {
     case ETIMEDOUT:
         return err_set(PSHM_ETIMEDOUT, "%s \"%s\" at offset %zu: %s", what, b->name, offset,
@@ -239,7 +245,7 @@ int pshm_mutex_consistent(pshm_block *b, size_t offset)
 
 /* The slot a thread tries first: its thread ID hashed, computed once (a
  * forked child keeps its parent's, which only costs it a second try). */
-static _Thread_local int slot_hint __attribute__((tls_model("initial-exec"))) = -1;
+static _Thread_local int slot_hint = -1;
 
 static inline int first_slot(void)
 {

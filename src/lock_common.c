@@ -98,7 +98,14 @@ static int named_wait_ready(pshm_block *b)
                        "lock open \"%s\": the block (size %zu) is too small to be a named "
                        "lock",
                        b->name, b->size);
-    while (atomic_load_explicit(tag, memory_order_acquire) != LOCK_TAG(KIND_RWLOCK)) {
+    uint64_t seen;
+    while ((seen = atomic_load_explicit(tag, memory_order_acquire)) !=
+           LOCK_TAG(KIND_RWLOCK)) {
+        if (seen >> 32 == LOCK_MAGIC) /* published, but not as this library makes it */
+            return err_set(PSHM_EBADLOCK,
+                           "lock open \"%s\": the block holds a lock of another kind or pshm "
+                           "version (tag %#018llx); remove it once no program uses it",
+                           b->name, (unsigned long long)seen);
         if (monotonic_ms() >= deadline)
             return err_set(PSHM_EBADLOCK,
                            "lock open \"%s\": the block holds no initialised lock after "

@@ -3,12 +3,12 @@
  * operating system it runs on.
  *
  * Shared, free of platform #ifdefs: list.c, values.c, protocol.c, errors.c,
- * block_common.c. They reach the system only through internal.h and what
+ * block_common.c, and the manager's client.c and owned.c (manager.h). They reach the system only through internal.h and what
  * this header declares. Per platform, one header says how (os_posix.h, win/os_win.h) and
  * one set of files does it:
- *   POSIX (Linux)  block.c tracker.c client.c server.c os_posix.c
+ *   POSIX (Linux)  block.c tracker.c server.c manager_posix.c os_posix.c
  *                  (libsodium, libunistring, shm_open/mmap/flock)
- *   Windows        win/block.c win/lock.c win/manager.c win/os.c
+ *   Windows        win/block.c win/lock.c win/manager.c win/server.c win/os.c
  *                  (CNG/BCrypt, file mappings; no tracker: the kernel frees
  *                  a mapping when its last handle closes)
  * CMakeLists.txt picks the set. docs/design.md describes the split.
@@ -45,10 +45,17 @@
  *   Waiting (lock_common.c):
  *     void os_sleep_ms(unsigned ms);        sleep the calling thread
  *
- *   Randomness (block names, challenges) is used only by platform files,
- *   each from its own source: libsodium on Linux, BCryptGenRandom on Windows.
+ *   Randomness and secrets (libsodium on Linux, CNG on Windows):
+ *     int os_crypto_init(void);             0, or -1 if it cannot start
+ *     int os_random_bytes(void *buf, size_t n);     0, or < 0 on failure
+ *     void os_memzero(void *p, size_t n);   not optimised away
  *
- *   Addresses: inet_pton/inet_ntop, AF_INET, AF_INET6.
+ *   The manager's transport: the types os_conn (a connection,
+ *   OS_CONN_CLOSED) and os_server (a server process pshm_manager_start made,
+ *   OS_SERVER_NONE); manager.h declares what is done with them.
+ *
+ *   Addresses: inet_pton/inet_ntop, htons/ntohs, AF_INET, AF_INET6, struct
+ *   sockaddr_in, sockaddr_in6 and sockaddr_storage.
  *
  *   OS_PRINTF: the format attribute's archetype for the C99 printf the
  *   library formats messages with.

@@ -131,7 +131,7 @@ static inline bool os_equal_ct(const void *a, const void *b, size_t n)
     return sodium_memcmp(a, b, n) == 0;
 }
 
-/* ---- randomness (libsodium) -------------------------------------------- */
+/* ---- randomness and secrets (libsodium) -------------------------------- */
 
 /*
  * 0, or -1 if libsodium cannot start (callers say so). Calls sodium_init
@@ -140,5 +140,29 @@ static inline bool os_equal_ct(const void *a, const void *b, size_t n)
  * another was in it left the child hung in its next call.
  */
 int os_crypto_init(void);
+
+static inline int os_random_bytes(void *buf, size_t n)
+{
+    randombytes_buf(buf, n);
+    return 0;
+}
+
+static inline void os_memzero(void *p, size_t n) { sodium_memzero(p, n); }
+
+/* ---- the manager's transport (manager.h, manager_posix.c) -------------- */
+
+/* A connection: a Unix or TCP stream socket, -1 when closed. */
+typedef struct os_conn {
+    int fd;
+} os_conn;
+#define OS_CONN_CLOSED ((os_conn){-1})
+
+/* A server pshm_manager_start forked: its pid (0: none) and the write end
+ * of its lifeline, a pipe whose EOF tells it the starter is gone. */
+typedef struct os_server {
+    pid_t pid;
+    int starter_fd;
+} os_server;
+#define OS_SERVER_NONE ((os_server){0, -1})
 
 #endif

@@ -526,20 +526,41 @@ bool proto_mac_ok(const uint8_t got[PROTO_MAC_LEN], const void *key, size_t keyl
 
 /* ---- addresses --------------------------------------------------------- */
 
-static int parse_unix(const char *what, const char *text, proto_addr *out)
+/* The path of unix:PATH or the name of pipe:NAME (both after 5 bytes of
+ * prefix; `noun` names it in messages): non-empty and fitting out->path. */
+static int parse_path(const char *what, const char *text, const char *noun, proto_addr *out)
 {
     const char *path = text + 5;
     size_t n = strlen(path);
     if (n == 0)
-        return err_set(PSHM_EADDR, "%s \"%s\": the socket path is empty", what, text);
+        return err_set(PSHM_EADDR, "%s \"%s\": the %s is empty", what, text, noun);
     if (n >= sizeof out->path)
-        return err_set(PSHM_EADDR,
-                       "%s \"%.60s...\": the socket path is longer than %zu bytes", what,
-                       text, sizeof out->path - 1);
-    out->kind = ADDR_UNIX;
-    out->family = AF_UNIX;
+        return err_set(PSHM_EADDR, "%s \"%.60s...\": the %s is longer than %zu bytes", what,
+                       text, noun, sizeof out->path - 1);
     memcpy(out->path, path, n + 1);
     return 0;
+}
+
+static int parse_unix(const char *what, const char *text, proto_addr *out)
+{
+    out->kind = ADDR_UNIX;
+    out->family = AF_UNIX;
+    return parse_path(what, text, "socket path", out);
+}
+
+/* pipe:NAME, Windows' \\.\pipe\NAME: any text without backslashes or
+ * control characters, as CPython's pipe names are. */
+static int parse_pipe(const char *what, const char *text, proto_addr *out)
+{
+    out->kind = ADDR_PIPE;
+    out->family = 0;
+    int rc = parse_path(what, text, "pipe name", out);
+    for (const char *c = out->path; rc == 0 && *c != '\0'; c++)
+        if (*c == '\\' || (unsigned char)*c < 0x20 || *c == 0x7f)
+            rc = err_set(PSHM_EADDR,
+                         "%s \"%s\": a pipe name holds no backslash or control character",
+                         what, text);
+    return rc;
 }
 
 static int parse_port(const char *what, const char *text, const char *digits, uint16_t *port)
@@ -614,18 +635,43 @@ int proto_addr_parse(const char *what, const char *text, proto_addr *out)
     memset(out, 0, sizeof *out);
     if (text == NULL)
         return err_set(PSHM_EADDR, "%s: the address is NULL", what);
-    if (strncmp(text, "unix:", 5) == 0)
-        return parse_unix(what, text, out);
-    if (strncmp(text, "tcp:", 4) == 0)
-        return parse_tcp(what, text, out);
-    return err_set(PSHM_EADDR, "%s \"%.80s\": expected unix:PATH or tcp:HOST:PORT", what,
-                   text);
+    int rc = strncmp(text, "unix:", 5) == 0   ? parse_unix(what, text, out)
+             : strncmp(text, "tcp:", 4) == 0  ? parse_tcp(what, text, out)
+             : strncmp(text, "pipe:", 5) == 0 ? parse_pipe(what, text, out)
+                                              : err_set(PSHM_EADDR,
+                                                        "%s \"%.80s\": expected unix:PATH, "
+                                                        "tcp:HOST:PORT or pipe:NAME",
+                                                        what, text);
+    return rc < 0 ? rc : tr_addr_usable(what, text, out);
+}
+
+int proto_addr_sockaddr(const proto_addr *a, void *ss)
+{
+    memset(ss, 0, sizeof(struct sockaddr_storage));
+    if (a->family == AF_INET) {
+        struct sockaddr_in *in = ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons(a->port);
+        memcpy(&in->sin_addr, a->ip, 4);
+        return (int)sizeof *in;
+    }
+    struct sockaddr_in6 *in6 = ss;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(a->port);
+    memcpy(&in6->sin6_addr, a->ip, 16);
+    return (int)sizeof *in6;
+}
+
+uint16_t proto_sockaddr_port(const proto_addr *a, const void *ss)
+{
+    return ntohs(a->family == AF_INET ? ((const struct sockaddr_in *)ss)->sin_port
+                                      : ((const struct sockaddr_in6 *)ss)->sin6_port);
 }
 
 void proto_addr_format(const proto_addr *a, char out[PROTO_ADDR_MAX])
 {
-    if (a->kind == ADDR_UNIX) {
-        snprintf(out, PROTO_ADDR_MAX, "unix:%s", a->path);
+    if (a->kind != ADDR_TCP) {
+        snprintf(out, PROTO_ADDR_MAX, a->kind == ADDR_UNIX ? "unix:%s" : "pipe:%s", a->path);
         return;
     }
     char host[INET6_ADDRSTRLEN];

@@ -183,13 +183,14 @@ bool proto_mac_ok(const uint8_t got[PROTO_MAC_LEN], const void *key, size_t keyl
 
 /* ---- addresses --------------------------------------------------------- */
 
-enum { ADDR_UNIX, ADDR_TCP };
+enum { ADDR_UNIX, ADDR_TCP, ADDR_PIPE };
 
-/* A parsed "unix:PATH" or "tcp:HOST:PORT" (loopback hosts only). */
+/* A parsed "unix:PATH", "tcp:HOST:PORT" (loopback hosts only) or
+ * "pipe:NAME" (a Windows named pipe). */
 typedef struct proto_addr {
     int kind;
-    int family;     /* AF_UNIX, AF_INET or AF_INET6 */
-    char path[108]; /* ADDR_UNIX: fits sun_path with its NUL */
+    int family;     /* AF_UNIX, AF_INET or AF_INET6; 0 for a pipe */
+    char path[108]; /* ADDR_UNIX: fits sun_path with its NUL; ADDR_PIPE: the name */
     uint8_t ip[16]; /* ADDR_TCP: network order, 4 or 16 bytes */
     uint16_t port;  /* ADDR_TCP: host order */
 } proto_addr;
@@ -198,8 +199,17 @@ typedef struct proto_addr {
 #define PROTO_ADDR_MAX 160
 
 /* Parse `text` for call `what`; PSHM_EADDR with a reason if it is not
- * acceptable (including any non-loopback host). */
+ * acceptable (including any non-loopback host, and a kind this platform
+ * does not have). */
 int proto_addr_parse(const char *what, const char *text, proto_addr *out);
+/* The platform's check of a parsed address (manager_posix.c, win/manager.c):
+ * 0, or PSHM_EADDR naming `text` if this platform has no such address. */
+int tr_addr_usable(const char *what, const char *text, const proto_addr *a);
+/* A tcp: address as a socket address in *ss (a struct sockaddr_storage);
+ * returns its length. */
+int proto_addr_sockaddr(const proto_addr *a, void *ss);
+/* The port in socket address *ss (as getsockname gives it) of a's family. */
+uint16_t proto_sockaddr_port(const proto_addr *a, const void *ss);
 /* The canonical text of a (e.g. with the port a listener was given). */
 void proto_addr_format(const proto_addr *a, char out[PROTO_ADDR_MAX]);
 

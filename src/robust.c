@@ -12,11 +12,14 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
-_Thread_local struct rm_self rm_self __attribute__((tls_model("initial-exec")));
-_Atomic uint64_t *rm_stamp;
+/* Not initial-exec: a library that may be dlopen'ed (Python's import)
+ * must not need static TLS; the build's TLS descriptors keep it cheap. */
+_Thread_local struct rm_self rm_self;
+_Atomic uint64_t *_Atomic rm_stamp;
 
-static pthread_once_t stamp_once = PTHREAD_ONCE_INIT;
-static int stamp_errno;
+/* Guards the making of rm_stamp's page; a failure is tried again by the
+ * next lock call (a transient ENOMEM must not disable locks for good). */
+static pthread_mutex_t stamp_mutex = PTHREAD_MUTEX_INITIALIZER;
 
 _Static_assert(offsetof(pthread_mutex_t, __data.__list.__next) -
                        offsetof(pthread_mutex_t, __data.__lock) ==
@@ -27,21 +30,27 @@ _Static_assert(offsetof(pthread_mutex_t, __data.__list.__next) -
                    sizeof(void *),
                "glibc's robust list is not doubly linked here");
 
-/* The stamp's page: private, and zero again in a forked child. */
-static void stamp_map(void)
+/* The stamp's page: private, and zero again in a forked child (Linux
+ * 4.14's MADV_WIPEONFORK). 0 or an errno. */
+static int stamp_map(void)
 {
-    size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    void *p = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) {
-        stamp_errno = errno;
-        return;
+    int e = 0;
+    pthread_mutex_lock(&stamp_mutex);
+    if (atomic_load_explicit(&rm_stamp, memory_order_acquire) == NULL) {
+        size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        void *p =
+            mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) {
+            e = errno;
+        } else if (madvise(p, page, MADV_WIPEONFORK) != 0) {
+            e = errno;
+            munmap(p, page);
+        } else {
+            atomic_store_explicit(&rm_stamp, p, memory_order_release);
+        }
     }
-    if (madvise(p, page, MADV_WIPEONFORK) != 0) {
-        stamp_errno = errno;
-        munmap(p, page);
-        return;
-    }
-    rm_stamp = p;
+    pthread_mutex_unlock(&stamp_mutex);
+    return e;
 }
 
 /* This process's stamp in *out, drawn by the first thread to need it:
@@ -93,19 +102,18 @@ static bool list_as_glibc(struct robust_list_head *head)
 
 int rm_self_refresh(void)
 {
-    pthread_once(&stamp_once, stamp_map);
-    if (rm_stamp == NULL)
-        return stamp_errno;
+    int e = atomic_load_explicit(&rm_stamp, memory_order_acquire) != NULL ? 0 : stamp_map();
+    if (e != 0)
+        return RM_SETUP_ERROR(RM_STAGE_PAGE, e);
     struct robust_list_head *head;
     size_t len;
     uint64_t stamp = 0;
     if (syscall(SYS_get_robust_list, 0, &head, &len) != 0)
-        return errno;
+        return RM_SETUP_ERROR(RM_STAGE_LIST, errno);
     if (head == NULL || len != sizeof *head || !list_as_glibc(head))
-        return ENOTSUP;
-    int e = stamp_get(&stamp);
-    if (e != 0)
-        return e;
+        return RM_SETUP_ERROR(RM_STAGE_LAYOUT, ENOTSUP);
+    if ((e = stamp_get(&stamp)) != 0)
+        return RM_SETUP_ERROR(RM_STAGE_STAMP, e);
     rm_self.head = head;
     rm_self.tid = (uint32_t)syscall(SYS_gettid);
     rm_self.stamp = stamp;
@@ -188,6 +196,18 @@ int rm_refuse(struct rmutex *m)
     rm_release(m);
     rm_pending(rm_self.head, NULL);
     return ENOTRECOVERABLE;
+}
+
+const char *rm_setup_step(int e)
+{
+    switch ((e & ~RM_ESETUP) >> RM_STAGE_SHIFT) {
+    case RM_STAGE_PAGE: return "mapping the fork-wiped page (mmap, madvise MADV_WIPEONFORK)";
+    case RM_STAGE_LIST: return "get_robust_list";
+    case RM_STAGE_LAYOUT:
+        return "this thread has no robust list from glibc, or glibc links it in a way pshm "
+               "does not know (docs/locks.md)";
+    default: return "getrandom";
+    }
 }
 
 int rm_unlock_unknown(struct rmutex *m)

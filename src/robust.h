@@ -70,12 +70,29 @@ struct rm_self {
     uint64_t stamp; /* 0 until first known */
 };
 
-extern _Thread_local struct rm_self rm_self __attribute__((tls_model("initial-exec")));
+extern _Thread_local struct rm_self rm_self;
 /* In a page wiped on fork: this process's random stamp, 0 until drawn. */
-extern _Atomic uint64_t *rm_stamp;
+/* (The pointer is atomic too: it is set once, by whichever thread first
+ * sets itself up, while others may be reading it.) */
+extern _Atomic uint64_t *_Atomic rm_stamp;
 
-/* Fill in rm_self for this thread and process: 0 or an errno. */
+/*
+ * Fill in rm_self for this thread and process: 0, or RM_ESETUP | stage |
+ * errno, which no errno equals, so a caller never mistakes a failure to set
+ * the thread up for a lock's own answer (EPERM "not held", EINVAL, ...).
+ */
 int rm_self_refresh(void);
+#define RM_ESETUP 0x40000000
+#define RM_STAGE_SHIFT 16
+enum rm_stage {
+    RM_STAGE_PAGE = 1,
+    RM_STAGE_LIST = 2,
+    RM_STAGE_LAYOUT = 3,
+    RM_STAGE_STAMP = 4
+};
+#define RM_SETUP_ERROR(stage, e) (RM_ESETUP | ((stage) << RM_STAGE_SHIFT) | (e))
+/* What a setup failure says: the step that failed and why. */
+const char *rm_setup_step(int e);
 /* rm_lock past its fast path (and rm_lock's refusal of a broken mutex). */
 int rm_lock_slow(struct rmutex *m, const wait_for *w);
 int rm_refuse(struct rmutex *m);
@@ -86,7 +103,9 @@ int rm_unlock_unknown(struct rmutex *m);
 static inline int rm_self_ok(void)
 {
     return rm_self.stamp != 0 &&
-           rm_self.stamp == atomic_load_explicit(rm_stamp, memory_order_relaxed);
+           rm_self.stamp ==
+               atomic_load_explicit(atomic_load_explicit(&rm_stamp, memory_order_relaxed),
+                                    memory_order_relaxed);
 }
 
 /* This thread's TID (0 if it cannot be known). */

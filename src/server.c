@@ -26,7 +26,7 @@
  *  - the slots and the descriptors they need fit RLIMIT_NOFILE, checked
  *    before the address is announced (size_slots).
  */
-#include "protocol.h"
+#include "manager.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -63,8 +63,6 @@
  * descriptors or memory: the pending connection keeps the listening socket
  * readable, so retrying at once would spin. */
 #define ACCEPT_PAUSE_MS 100
-/* The names of this many blocks fit one OK_NAMES frame with room to spare. */
-#define MAX_OWNED (1u << 20)
 /* Buffers that grew past this are released once empty. */
 #define KEEP_BUFFER (1u << 20)
 /* How long the replies already queued may take to leave at exit. */
@@ -75,106 +73,6 @@
 /* How long the loop busy-polls after serving, before it sleeps (see
  * wait_events). */
 #define SPIN_US 50
-
-/* ---- the blocks the server owns: an open-addressing table by name ------- */
-
-static pshm_block tombstone_mark;
-#define TOMBSTONE (&tombstone_mark)
-
-typedef struct owned_table {
-    pshm_block **slots; /* NULL = empty, TOMBSTONE = deleted */
-    size_t cap;         /* a power of two, or 0 */
-    size_t used;        /* live + tombstones */
-    size_t live;
-} owned_table;
-
-/* The slot holding `name`, or (for_insert) where it would go. */
-static pshm_block **owned_slot(owned_table *t, const char *name, bool for_insert)
-{
-    pshm_block **tomb = NULL;
-    for (size_t i = name_hash(name) & (t->cap - 1);; i = (i + 1) & (t->cap - 1)) {
-        pshm_block **slot = &t->slots[i];
-        if (*slot == NULL)
-            return for_insert ? (tomb ? tomb : slot) : NULL;
-        if (*slot == TOMBSTONE) {
-            if (tomb == NULL)
-                tomb = slot;
-        } else if (strcmp((*slot)->name, name) == 0) {
-            return slot;
-        }
-    }
-}
-
-/* Rehash into a table sized for the live entries (at most a quarter full),
- * which also sweeps out the tombstones that create/release cycles leave. */
-static bool owned_rehash(owned_table *t)
-{
-    size_t cap = 64;
-    while (cap < (t->live + 1) * 4)
-        cap *= 2;
-    owned_table bigger = {calloc(cap, sizeof(pshm_block *)), cap, 0, 0};
-    if (bigger.slots == NULL)
-        return false;
-    for (size_t i = 0; i < t->cap; i++) {
-        pshm_block *b = t->slots[i];
-        if (b != NULL && b != TOMBSTONE) {
-            *owned_slot(&bigger, b->name, true) = b;
-            bigger.used++;
-            bigger.live++;
-        }
-    }
-    free(t->slots);
-    *t = bigger;
-    return true;
-}
-
-static int owned_add(owned_table *t, pshm_block *b)
-{
-    if (t->live >= MAX_OWNED)
-        return err_set(PSHM_ELIMIT, "manager: the server already owns %u blocks", MAX_OWNED);
-    if ((t->used + 1) * 2 > t->cap && !owned_rehash(t))
-        return err_set(PSHM_ELIMIT, "manager: out of memory recording block \"%s\"", b->name);
-    pshm_block **slot = owned_slot(t, b->name, true);
-    if (*slot == NULL) {
-        t->used++;
-        t->live++;
-    } else if (*slot == TOMBSTONE) {
-        t->live++;
-    } else {
-        /* The same name, live: a client unlinked our old block itself and
-         * the name came round again. The new block replaces the stale one. */
-        pshm_block_free(*slot);
-    }
-    *slot = b;
-    return 0;
-}
-
-static pshm_block *owned_take(owned_table *t, const char *name)
-{
-    pshm_block **slot = t->cap ? owned_slot(t, name, false) : NULL;
-    if (slot == NULL)
-        return NULL;
-    pshm_block *b = *slot;
-    *slot = TOMBSTONE;
-    t->live--;
-    return b;
-}
-
-/* Unlink and forget every block; report each failure on stderr. */
-static void owned_unlink_all(owned_table *t)
-{
-    for (size_t i = 0; i < t->cap; i++) {
-        pshm_block *b = t->slots[i];
-        if (b == NULL || b == TOMBSTONE)
-            continue;
-        int rc = pshm_block_unlink(b);
-        if (rc < 0 && rc != PSHM_ENOENT) /* ENOENT: a client removed it itself */
-            fprintf(stderr, "pshm manager: %s\n", pshm_last_error());
-        pshm_block_free(b);
-    }
-    free(t->slots);
-    memset(t, 0, sizeof *t);
-}
 
 /* ---- server state ------------------------------------------------------ */
 
@@ -381,25 +279,9 @@ static void forget_released(struct server *s)
     }
 }
 
-struct names_cursor {
-    const owned_table *t;
-    size_t i;
-};
-
-static const char *next_name(void *arg)
-{
-    struct names_cursor *cur = arg;
-    for (;;) {
-        pshm_block *b = cur->t->slots[cur->i++];
-        if (b != NULL && b != TOMBSTONE)
-            return b->name;
-    }
-}
-
 static void do_names(struct server *s, struct client *c)
 {
-    struct names_cursor cur = {&s->owned, 0};
-    if (!proto_put_ok_names(&c->out, s->owned.live, next_name, &cur))
+    if (!owned_put_names(&s->owned, &c->out))
         proto_put_error(&c->out, PSHM_ELIMIT, "names: out of memory");
 }
 
@@ -790,21 +672,8 @@ static int bind_unix(struct server *s)
 
 static int bind_tcp(struct server *s)
 {
-    struct sockaddr_storage ss = {0};
-    socklen_t len;
-    if (s->addr.family == AF_INET) {
-        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
-        in->sin_family = AF_INET;
-        in->sin_port = htons(s->addr.port);
-        memcpy(&in->sin_addr, s->addr.ip, 4);
-        len = sizeof *in;
-    } else {
-        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
-        in6->sin6_family = AF_INET6;
-        in6->sin6_port = htons(s->addr.port);
-        memcpy(&in6->sin6_addr, s->addr.ip, 16);
-        len = sizeof *in6;
-    }
+    struct sockaddr_storage ss;
+    socklen_t len = (socklen_t)proto_addr_sockaddr(&s->addr, &ss);
     int one = 1;
     setsockopt(s->listen_fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
     if (bind(s->listen_fd, (struct sockaddr *)&ss, len) < 0)
@@ -814,8 +683,7 @@ static int bind_tcp(struct server *s)
                    : err_errno(errno, "serve", s->address, "bind");
     if (getsockname(s->listen_fd, (struct sockaddr *)&ss, &len) < 0)
         return err_errno(errno, "serve", s->address, "getsockname");
-    s->addr.port = ntohs(s->addr.family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
-                                                   : ((struct sockaddr_in6 *)&ss)->sin6_port);
+    s->addr.port = proto_sockaddr_port(&s->addr, &ss);
     return 0;
 }
 

@@ -13,9 +13,14 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -380,6 +385,50 @@ Test(lock, a_forked_child_is_not_its_parent)
     destroy(b);
 }
 
+/* Make get_robust_list(2) fail with EPERM in this process, as a seccomp
+ * sandbox might. */
+static bool forbid_get_robust_list(void)
+{
+    struct sock_filter filter[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SYS_get_robust_list, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof filter / sizeof *filter, filter};
+    return prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+           prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) == 0;
+}
+
+/* A thread that cannot be set up for robust locks gets PSHM_ESYS saying
+ * so, never a lock's own answer (EPERM read as "not held"). */
+Test(lock, a_thread_that_cannot_be_set_up_is_told_why)
+{
+    pshm_block *b = new_lock(&MUTEX);
+    pid_t pid = fork(); /* a fresh process: nothing set up yet */
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        if (!forbid_get_robust_list())
+            _exit(2);
+        char want[256];
+        snprintf(want, sizeof want,
+                 "mutex lock \"%s\" at offset 0: cannot set this thread up for robust locks: "
+                 "get_robust_list: %s",
+                 pshm_block_name(b), strerror(EPERM));
+        int rc = pshm_mutex_lock(b, 0, 0);
+        if (rc == PSHM_ESYS && strcmp(pshm_last_error(), want) == 0)
+            _exit(0);
+        fprintf(stderr, "got %d \"%s\"\nwant %d \"%s\"\n", rc, pshm_last_error(), PSHM_ESYS,
+                want);
+        _exit(1);
+    }
+    int st = t_wait(pid, 10);
+    if (WIFEXITED(st) && WEXITSTATUS(st) == 2)
+        cr_skip_test("seccomp filters are not permitted here");
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child was not told PSHM_ESYS");
+    destroy(b);
+}
+
 static void *lock_and_return(void *arg)
 {
     return (void *)(intptr_t)pshm_mutex_lock(arg, 0, 0);
@@ -595,6 +644,12 @@ Test(lock, a_block_that_is_no_named_lock_is_refused)
     check_error(pshm_lock_open(&l, pshm_block_name(b), PSHM_UNTRACKED), PSHM_EBADLOCK,
                 pshm_block_name(b), "no initialised lock");
     cr_assert_null(l);
+    destroy(b);
+    /* A named lock of version 1 (glibc's mutexes): refused at once, saying so. */
+    b = new_block(PSHM_RWLOCK_SIZE);
+    *(uint64_t *)pshm_block_buf(b) = 0x70736d6c00000102ull;
+    check_error(pshm_lock_open(&l, pshm_block_name(b), PSHM_UNTRACKED), PSHM_EBADLOCK,
+                pshm_block_name(b), "another kind or pshm version (tag 0x70736d6c00000102)");
     destroy(b);
     b = new_block(64);
     check_error(pshm_lock_open(&l, pshm_block_name(b), PSHM_UNTRACKED), PSHM_EBADLOCK,

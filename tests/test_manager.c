@@ -189,6 +189,7 @@ Test(manager, non_loopback_refused)
                          "tcp:127.0.0.1:70000",
                          "http://127.0.0.1:80",
                          "unix:",
+                         "pipe:pshm-windows-only",
                          ""};
     for (size_t i = 0; i < sizeof bad / sizeof *bad; i++) {
         pshm_manager *m = (pshm_manager *)1;

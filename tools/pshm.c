@@ -39,6 +39,10 @@ static const bool BLOCKS_OUTLIVE_PROCESSES = false;
 #include <io.h>
 #include <process.h>
 
+/* The manager server pshm_manager_start runs as `pshm.exe
+ * --pshm-manager-server` (src/win/manager.c; in libpshm.a, not exported). */
+int pshm_win_manager_server_main(void);
+
 /* Windows blocks carry no owner (pshm_block_stat says uid 0). */
 static const char *user_name(uint32_t uid)
 {
@@ -58,6 +62,13 @@ static bool random_bytes(void *buf, size_t n)
     return BCRYPT_SUCCESS(
         BCryptGenRandom(NULL, buf, (ULONG)n, BCRYPT_USE_SYSTEM_PREFERRED_RNG));
 }
+
+/* Where a generated key file goes when TMPDIR is not set. */
+static const char *temp_dir(void)
+{
+    const char *dir = getenv("TEMP");
+    return dir != NULL && *dir != '\0' ? dir : ".";
+}
 #else
 static const bool BLOCKS_OUTLIVE_PROCESSES = true;
 #include <pwd.h>
@@ -74,6 +85,8 @@ static const char *user_name(uint32_t uid)
 static bool random_bytes(void *buf, size_t n) { return getrandom(buf, n, 0) == (ssize_t)n; }
 
 static void binary_stdio(void) {}
+
+static const char *temp_dir(void) { return "/tmp"; }
 #endif
 
 enum { EXIT_OK = 0, EXIT_FAIL = 1, EXIT_USAGE = 2 };
@@ -248,8 +261,9 @@ static const char MANAGER_HELP[] =
     "  release NAME         have the server remove one of its blocks\n"
     "  shutdown             have the server remove its blocks and exit\n"
     "\n"
-    "  --address ADDR       unix:PATH or tcp:HOST:PORT; default: the\n"
-    "                       environment variable PSHM_MANAGER_ADDRESS\n"
+    "  --address ADDR       unix:PATH, tcp:HOST:PORT or (Windows) pipe:NAME;\n"
+    "                       default: the environment variable\n"
+    "                       PSHM_MANAGER_ADDRESS\n"
     "  --authkey-file FILE  file holding the key's raw bytes; default: the\n"
     "                       environment variable PSHM_AUTHKEY_FILE\n";
 
@@ -260,9 +274,10 @@ static const char SERVE_HELP[] =
     "down or SIGTERM/SIGINT arrives; then it removes every block it owns.\n"
     "The first line on stdout is the address clients connect to.\n"
     "\n"
-    "  --address ADDR       unix:PATH or tcp:HOST:PORT (port 0 picks a free\n"
-    "                       one); default: PSHM_MANAGER_ADDRESS, else a fresh\n"
-    "                       Unix socket in a private directory\n"
+    "  --address ADDR       unix:PATH, tcp:HOST:PORT (port 0 picks a free\n"
+    "                       one) or (Windows) pipe:NAME; default:\n"
+    "                       PSHM_MANAGER_ADDRESS, else a fresh Unix socket in\n"
+    "                       a private directory (on Windows a fresh pipe)\n"
     "  --authkey-file FILE  file holding the key's raw bytes; default:\n"
     "                       PSHM_AUTHKEY_FILE\n"
     "\n"
@@ -1220,7 +1235,7 @@ static int load_authkey(struct manager_opts *opts)
 static int generate_authkey(struct manager_opts *opts, char *path, size_t cap)
 {
     const char *dir = getenv("TMPDIR");
-    snprintf(path, cap, "%s/pshm-authkey-XXXXXX", dir && *dir ? dir : "/tmp");
+    snprintf(path, cap, "%s/pshm-authkey-XXXXXX", dir && *dir ? dir : temp_dir());
     opts->keylen = PSHM_AUTHKEY_LEN;
     if (!random_bytes(opts->key, opts->keylen))
         return failf("serve: no random bytes for a key: %s", strerror(errno));
@@ -1581,6 +1596,10 @@ int main(int argc, char **argv)
         {"ls", cmd_ls},         {"read", cmd_read},     {"write", cmd_write},
         {"rm", cmd_rm},         {"list", cmd_list},     {"manager", cmd_manager},
         {"lock", cmd_lock}};
+#ifdef _WIN32
+    if (argc == 2 && strcmp(argv[1], "--pshm-manager-server") == 0)
+        return pshm_win_manager_server_main();
+#endif
     binary_stdio();
     if (argc >= 2 && strcmp(argv[1], "--version") == 0) {
         printf("pshm %d.%d.%d\n", PSHM_VERSION_MAJOR, PSHM_VERSION_MINOR, PSHM_VERSION_PATCH);

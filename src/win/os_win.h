@@ -57,8 +57,52 @@ bool os_equal_ct(const void *a, const void *b, size_t n);
 
 static inline void os_sleep_ms(unsigned ms) { Sleep(ms); }
 
-/* Windows only (win/block.c): n bytes from BCryptGenRandom; 0 or PSHM_ESYS. */
+/* n bytes from BCryptGenRandom; 0 or PSHM_ESYS. CNG needs no set-up. */
 int os_random_bytes(void *buf, size_t n);
+static inline int os_crypto_init(void) { return 0; }
+static inline void os_memzero(void *p, size_t n) { SecureZeroMemory(p, n); }
+
+/* ---- the manager's transport (manager.h, win/manager.c) ---------------- */
+
+/*
+ * A connection: a TCP socket or a named pipe's handle (the other is
+ * INVALID_SOCKET / NULL), both read with overlapped I/O on `event`, so a
+ * read can wait with a timeout and a server can stop its readers.
+ */
+typedef struct os_conn {
+    SOCKET sock;
+    HANDLE pipe;
+    HANDLE event;
+} os_conn;
+#define OS_CONN_CLOSED ((os_conn){INVALID_SOCKET, NULL, NULL})
+
+/* A server pshm_manager_start made: pshm.exe's process (NULL: none). It
+ * watches a handle of its starter's process and stops when that exits. */
+typedef struct os_server {
+    HANDLE process;
+} os_server;
+#define OS_SERVER_NONE ((os_server){NULL})
+
+/* win/manager.c: Winsock started once (0, or PSHM_ESYS naming `what`). */
+int win_sockets_init(const char *what);
+/* As tr_recv, but also returns -1 (*why "the server is stopping") as soon
+ * as `stop` (an event, or NULL) is set. */
+ptrdiff_t win_recv(os_conn *c, void *p, size_t n, int timeout_ms, HANDLE stop,
+                   const char **why);
+/* As tr_send_all, but giving up (-1) as soon as `stop` is set. */
+int win_send_all(os_conn *c, const void *data, size_t len, HANDLE stop, const char **why);
+/* The \\.\pipe\ path of a pipe: address, as UTF-16. */
+int win_pipe_path(const char *what, const char *address, const char *name, wchar_t out[300]);
+
+/* win/server.c: serve `address` until SHUTDOWN, a console Ctrl-C/close
+ * (unless ignore_ctrl) or, if `starter` is not NULL, that process's exit. */
+int win_server_run(const char *address, const void *key, size_t keylen,
+                   void (*ready)(const char *address, void *arg), void *arg, HANDLE starter,
+                   bool ignore_ctrl);
+
+/* The entry pshm.exe runs as a manager server for pshm_manager_start (it
+ * is started with --pshm-manager-server): the process's exit status. */
+int pshm_win_manager_server_main(void);
 
 /* win/os.c: record GetLastError() `werr` after `call` failed on block `name`
  * as "<what> \"<name>\": <call>: <message>" with the matching pshm code. */

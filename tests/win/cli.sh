@@ -66,5 +66,38 @@ check "a second exclusive holder times out" \
 out=$(pshm lock "$lock" --shared -- "$winexe" lock "$lock" --shared --timeout 0.3 -- cmd /c exit 5); rc=$?
 check "shared holders share" "5 " "$rc $out"
 
+# The manager from the CLI: `manager serve` on a pipe with a key file, then
+# block, ls, release, a wrong key and shutdown from other pshm processes.
+# Relative paths: Wine maps the working directory, not absolute Unix paths.
+work=$(mktemp -d)
+cd "$work" || exit 1
+printf 'cli key' >key
+printf 'not the key' >badkey
+addr=pipe:pshm-wincli-$$
+coproc SERVE { $WINE "$PSHM_EXE" manager serve --address "$addr" --authkey-file key 2>&1; }
+serve_pid=$SERVE_PID # bash unsets SERVE_PID once it has reaped the coproc
+read -r -t 60 line <&"${SERVE[0]}"
+check "manager serve prints its address" "$addr" "${line%$'\r'}"
+mgr() { pshm manager --address "$addr" --authkey-file key "$@"; }
+blk=$(mgr block --size 100); rc=$?
+check "manager block prints a name" "0 ok" "$rc $([[ $blk =~ ^psm_[0-9a-f]{8}$ ]] && echo ok || echo "$blk")"
+out=$(pshm info "$blk" | head -1)
+check "the server holds the block after pshm exits" "name:  $blk" "$out"
+check "manager ls" "$blk" "$(mgr ls)"
+out=$(pshm manager --address "$addr" --authkey-file badkey ls); rc=$?
+check "a wrong key is refused" "1 refused" "$rc $([[ $out == *"authentication failed"* ]] && echo refused || echo "$out")"
+out=$(mgr release "$blk"); rc=$?
+check "manager release" "0 " "$rc $out"
+out=$(pshm info "$blk"); rc=$?
+check "released: gone" "1 pshm: stat \"$blk\": OpenFileMappingW: no such shared memory block" "$rc $out"
+blk=$(mgr block --size 100)
+out=$(mgr shutdown); rc=$?
+check "manager shutdown" "0 " "$rc $out"
+wait "$serve_pid"
+check "serve exits 0 after shutdown" "0" "$?"
+out=$(pshm info "$blk"); rc=$?
+check "shutdown frees what the server held" "1 pshm: stat \"$blk\": OpenFileMappingW: no such shared memory block" "$rc $out"
+cd / && rm -rf "$work"
+
 [ "$fails" -eq 0 ] && echo "cli.sh: all passed" || echo "cli.sh: $fails failed"
 [ "$fails" -eq 0 ]
