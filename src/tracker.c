@@ -73,12 +73,15 @@ static pid_t raw_clone(int exit_signal)
 }
 
 /*
- * Wait for the new tracker's word that it holds nothing of ours: until it
- * runs, it has a copy of every descriptor and mapping we had, so a block we
- * unlink and close keeps its memory (and our shared flock) for as long as
- * the scheduler keeps the tracker waiting — on a loaded machine, long
- * after the caller has moved on and counted the space as free.
- * 1 when it is ready, 0 if it exited first, -1 (errno) if recv failed.
+ * Wait for the new tracker's word that it holds nothing of ours and
+ * ignores what it must (become_daemon). Until it first runs, it has a copy
+ * of every descriptor and mapping we had, so a block we unlink and close
+ * keeps its memory (and our shared flock) for as long as the scheduler
+ * keeps it waiting — on a loaded machine, long after the caller has moved
+ * on and counted the space as free — and it has our signal dispositions,
+ * so a SIGTERM to the program and its tracker at once ends it before its
+ * cleanup. 1 when it is ready, 0 if it exited first, -1 (errno) if recv
+ * failed.
  */
 static int await_tracker(int sock)
 {
