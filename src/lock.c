@@ -38,12 +38,9 @@
 #include "robust.h"
 
 #include <errno.h>
-#include <linux/futex.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 struct mutex_area {
     _Atomic uint64_t tag;
@@ -172,7 +169,7 @@ static inline void *lock_begin(pshm_block *b, size_t offset, enum lock_kind kind
 /* ---- mutex ---------------------------------------------------------------- */
 
 /* The last step of init: from here on, lock_at accepts the area (zeroed
- * by init_area: every mutex free and sound). */
+ * by lock_init_area: every mutex free and sound). */
 static void init_finish(_Atomic uint64_t *tag, enum lock_kind kind)
 {
     atomic_store_explicit(tag, LOCK_TAG(kind), memory_order_release);
@@ -474,10 +471,7 @@ int pshm_rwlock_consistent(pshm_block *b, size_t offset)
     return 0;
 }
 
-/* ---- the close check ---------------------------------------------------------- */
-
-/* The kernel stops walking a robust list after this many entries. */
-#define ROBUST_LIST_MAX 2048
+/* ---- named locks -------------------------------------------------------------- */
 
 /* A named lock is meant to be removed by the tracker once no one has it
  * open, so its tracker does that without a word: b registers again,
@@ -490,21 +484,24 @@ int lock_named_quiet(pshm_block *b)
 
 /* ---- the close check ---------------------------------------------------------- */
 
+/* The kernel stops walking a robust list after this many entries. */
+#define ROBUST_LIST_MAX 2048
+
 /*
- * The calling thread's robust list as the kernel knows it (glibc registers
- * it at thread start): every robust mutex the thread holds, as the address
- * of the list link inside the mutex. Only this thread changes its list, so
- * the walk is safe; it stops at the kernel's own limit.
+ * The calling thread's robust list (glibc's, which rm_self knows once the
+ * thread has taken a pshm lock): every robust mutex the thread holds, as
+ * the address of the list link inside the mutex. A thread that rm_self
+ * does not know in this process has never taken a pshm lock here, so it
+ * holds none, and close asks the kernel nothing. Only this thread changes
+ * its list, so the walk is safe; it stops at the kernel's own limit.
  */
 ptrdiff_t lock_held_in(const void *buf, size_t size)
 {
-    struct robust_list_head *head;
-    size_t len;
-    if (syscall(SYS_get_robust_list, 0, &head, &len) != 0 || head == NULL)
+    if (!rm_self_ok())
         return -1;
     uintptr_t lo = (uintptr_t)buf, hi = lo + size;
-    const struct robust_list *e = head->list.next;
-    for (int n = 0; e != &head->list && n < ROBUST_LIST_MAX; n++) {
+    const struct robust_list *e = rm_self.head->list.next;
+    for (int n = 0; e != &rm_self.head->list && n < ROBUST_LIST_MAX; n++) {
         uintptr_t at = (uintptr_t)e & ~(uintptr_t)1; /* bit 0 marks a PI futex */
         if (at >= lo && at < hi)
             return (ptrdiff_t)(at - lo);
