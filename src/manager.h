@@ -67,8 +67,10 @@ typedef struct owned_table {
     size_t live;
 } owned_table;
 
-/* Add b (the table takes it). A live entry of the same name is freed: a
- * client unlinked our old block itself and the name came round again. */
+/* Add b (the table takes it: if it cannot be recorded, b is unlinked and
+ * freed, so no block the server cannot account for outlives the call). A
+ * live entry of the same name is freed: a client unlinked our old block
+ * itself and the name came round again. */
 int owned_add(owned_table *t, pshm_block *b);
 /* Remove and return the block called `name`, or NULL. */
 pshm_block *owned_take(owned_table *t, const char *name);

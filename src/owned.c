@@ -56,12 +56,24 @@ static bool owned_rehash(owned_table *t)
     return true;
 }
 
+/* owned_add's refusal: b goes (unlink does nothing on Windows, where
+ * freeing the server's handle is what frees it). */
+static int owned_refuse(pshm_block *b, int rc)
+{
+    pshm_block_unlink(b);
+    pshm_block_free(b);
+    return rc;
+}
+
 int owned_add(owned_table *t, pshm_block *b)
 {
     if (t->live >= MAX_OWNED)
-        return err_set(PSHM_ELIMIT, "manager: the server already owns %u blocks", MAX_OWNED);
+        return owned_refuse(
+            b, err_set(PSHM_ELIMIT, "manager: the server already owns %u blocks", MAX_OWNED));
     if ((t->used + 1) * 2 > t->cap && !owned_rehash(t))
-        return err_set(PSHM_ELIMIT, "manager: out of memory recording block \"%s\"", b->name);
+        return owned_refuse(
+            b,
+            err_set(PSHM_ELIMIT, "manager: out of memory recording block \"%s\"", b->name));
     pshm_block **slot = owned_slot(t, b->name, true);
     if (*slot == NULL) {
         t->used++;

@@ -142,16 +142,6 @@ static void reply_failure(struct client *c, int code)
     proto_put_error(&c->out, code, pshm_last_error());
 }
 
-static int own_or_unlink(struct server *s, pshm_block *b)
-{
-    int rc = owned_add(&s->owned, b);
-    if (rc < 0) {
-        pshm_block_unlink(b);
-        pshm_block_free(b);
-    }
-    return rc;
-}
-
 /*
  * A new block of `size` bytes, created tracked and closed (we hold no
  * flock, so only clients keep it alive). Its pages are reserved, so a full
@@ -205,7 +195,7 @@ static void do_create_block(struct server *s, struct client *c, uint64_t size)
         drop_spare(s); /* its reserved pages may be the room this block needs */
         rc = create_closed(size, &b);
     }
-    if (rc == 0 && (rc = own_or_unlink(s, b)) == 0) {
+    if (rc == 0 && (rc = owned_add(&s->owned, b)) == 0) {
         proto_put_ok_name(&c->out, b->name);
         s->spare_size = size <= SPARE_MAX ? size : 0;
     } else {
@@ -243,7 +233,7 @@ static void do_create_list(struct server *s, struct client *c, const proto_reque
         rc = err_set(PSHM_ELIMIT, "create list: out of memory");
     }
     pshm_list_free(l);
-    if (rc == 0 && (rc = own_or_unlink(s, b)) == 0)
+    if (rc == 0 && (rc = owned_add(&s->owned, b)) == 0)
         proto_put_ok_name(&c->out, b->name);
     else
         reply_failure(c, rc);

@@ -146,14 +146,6 @@ static bool handshake(struct wclient *c)
     return send_out(c);
 }
 
-static int own(struct wserver *s, pshm_block *b)
-{
-    int rc = owned_add(&s->owned, b);
-    if (rc < 0)
-        pshm_block_free(b);
-    return rc;
-}
-
 static int create_block(uint64_t size, pshm_block **out)
 {
     if ((uint64_t)(size_t)size != size)
@@ -184,7 +176,7 @@ static void do_request(struct wserver *s, struct wclient *c, const proto_request
     case REQ_CREATE_LIST:
         rc = req->kind == REQ_CREATE_BLOCK ? create_block(req->size, &b)
                                            : create_list(req, &b);
-        if (rc == 0 && (rc = own(s, b)) == 0)
+        if (rc == 0 && (rc = owned_add(&s->owned, b)) == 0)
             proto_put_ok_name(&c->out, b->name);
         break;
     case REQ_RELEASE: {
