@@ -210,7 +210,8 @@ PSHM_API int pshm_block_close(pshm_block *b);
 /*
  * Remove the block's name, so no new process can attach; mappings already
  * made stay valid. Works before or after close. A second unlink through the
- * same handle fails with PSHM_ENOENT. The tracker forgets the block.
+ * same handle fails with PSHM_ENOENT. The tracker is not told (no system
+ * call): it drops its record of the block when it next makes room.
  */
 PSHM_API int pshm_block_unlink(pshm_block *b);
 

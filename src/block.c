@@ -371,8 +371,7 @@ static int publish(pshm_block *b, bool random)
             return rc; /* the unnamed inode dies with the handle: nothing left */
         if (link_inode(b->fd, shm_path(path, b->name)) == 0)
             return 0;
-        int e = errno;
-        tracker_unregister(b);
+        int e = errno; /* the record left stands for no name: the tracker drops it */
         if (e != EEXIST || !random)
             return err_errno(e, "create", b->name, "linkat");
         random_name(b->name);
@@ -571,8 +570,10 @@ static int same_block(const pshm_block *b)
     return 0;
 }
 
-int block_unlink_name(pshm_block *b)
+int pshm_block_unlink(pshm_block *b)
 {
+    if (b == NULL)
+        return err_set(PSHM_EINVAL, "unlink: NULL handle");
     if (b->unlinked)
         return err_set(PSHM_ENOENT, "unlink \"%s\": already unlinked through this handle",
                        b->name);
@@ -581,23 +582,6 @@ int block_unlink_name(pshm_block *b)
         rc = err_errno(errno, "unlink", b->name, "shm_unlink");
     if (rc == 0 || rc == PSHM_ENOENT)
         b->unlinked = true; /* gone either way */
-    return rc;
-}
-
-void block_forget(pshm_block *b)
-{
-    if (b->unlinked)
-        tracker_unregister(b);
-}
-
-int pshm_block_unlink(pshm_block *b)
-{
-    if (b == NULL)
-        return err_set(PSHM_EINVAL, "unlink: NULL handle");
-    bool was_unlinked = b->unlinked;
-    int rc = block_unlink_name(b);
-    if (!was_unlinked)
-        block_forget(b);
     return rc;
 }
 

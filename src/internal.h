@@ -41,17 +41,6 @@ int block_track_attached(pshm_block *b, unsigned flags, const char *what);
  */
 int block_create_closed(pshm_block **out, size_t size);
 
-/*
- * pshm_block_unlink in two steps, for a caller that wants to answer in
- * between (the manager server): block_unlink_name removes the name if it
- * still names b's block (PSHM_ENOENT if it is gone either way) and marks
- * the handle unlinked; block_forget then drops the handle's record from the
- * tracker if the name is gone (call it once, before freeing the handle:
- * a record must not outlive the name).
- */
-int block_unlink_name(pshm_block *b);
-void block_forget(pshm_block *b);
-
 /* Validate a user-given name and write the bare name (no '/') to out. */
 int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 1]);
 
@@ -157,8 +146,6 @@ int lock_named_quiet(pshm_block *b);
  * a block the caller asked to have tracked is never silently untracked.
  */
 int tracker_register(pshm_block *b, const char *what);
-/* Tell the tracker the block was unlinked: it must forget it. */
-void tracker_unregister(pshm_block *b);
 /* In a forked child that must not share its parent's tracker (the manager
  * server): forget the link without closing the parent's side of it. */
 void tracker_detach(void);

@@ -101,9 +101,8 @@ struct server {
     bool made_socket_file;
     int starter_fd, starter_pidfd;
     int handshake_ms;
-    pshm_block *spare;    /* a closed block made ahead of demand, or NULL */
-    pshm_block *released; /* unlinked by the request being answered, or NULL */
-    uint64_t spare_size;  /* make a spare of this size next; 0: none */
+    pshm_block *spare;   /* a closed block made ahead of demand, or NULL */
+    uint64_t spare_size; /* make a spare of this size next; 0: none */
     bool stopping;
     int64_t accept_resume_ms; /* accepting paused until then; 0: not paused */
     unsigned long long next_serial;
@@ -250,23 +249,12 @@ static void do_release(struct server *s, struct client *c, proto_text name)
                         "release: the server owns no block by that name");
         return;
     }
-    int rc = block_unlink_name(b);
+    int rc = pshm_block_unlink(b);
     if (rc == 0)
         proto_put_ok(&c->out);
     else
         reply_failure(c, rc);
-    s->released = b; /* the tracker hears of it once the reply is out */
-}
-
-/* The block the last RELEASE removed: off our tracker, and freed. Done
- * after the reply is sent, so the client is not kept waiting for it. */
-static void forget_released(struct server *s)
-{
-    if (s->released != NULL) {
-        block_forget(s->released);
-        pshm_block_free(s->released);
-        s->released = NULL;
-    }
+    pshm_block_free(b); /* closed already: nothing but the handle to free */
 }
 
 static void do_names(struct server *s, struct client *c)
@@ -393,9 +381,7 @@ static void client_process(struct server *s, struct client *c)
             do_auth(s, c, payload, len);
         else
             do_request(s, c, payload, len);
-        bool alive = client_flush(c);
-        forget_released(s); /* the reply is on its way (or the client gone) */
-        if (!alive)
+        if (!client_flush(c))
             return;
     }
     if (off > 0) {

@@ -10,7 +10,9 @@
  *    library end is close-on-exec: forked children inherit it, exec'd
  *    programs get their own tracker.
  *  - Registering a block is one send(2) of a fixed record (name, device,
- *    inode); unlinking sends a record that makes the tracker forget it.
+ *    inode). Unlinking sends nothing: when its table needs room, the
+ *    tracker drops the records whose name no longer stands for their block
+ *    and whose inode nobody holds ("making room" below).
  *  - When the last process holding the library end exits (however it dies),
  *    the tracker reads EOF. For each block still recorded it opens the name,
  *    checks it is the same object (device and inode), and takes an exclusive
@@ -41,19 +43,18 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/syscall.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
-enum { MSG_REGISTER = 'R', MSG_UNREGISTER = 'U' };
-
-/* One message on the socket; sent up to the name's NUL. */
+/* The one message on the socket, a registration; sent up to the name's
+ * NUL. */
 struct tracker_msg {
-    uint8_t op;
     uint8_t quiet; /* remove it without a word: a named lock */
-    uint8_t reserved[6];
+    uint8_t reserved[7];
     uint64_t dev;
     uint64_t ino;
     char name[PSHM_NAME_MAX + 1];
@@ -146,10 +147,10 @@ static int start_tracker(const char *what, const pshm_block *b)
     return 0;
 }
 
-static int send_msg(uint8_t op, const pshm_block *b)
+static int send_msg(const pshm_block *b)
 {
     struct tracker_msg m = {
-        .op = op, .quiet = b->quiet, .dev = (uint64_t)b->dev, .ino = (uint64_t)b->ino};
+        .quiet = b->quiet, .dev = (uint64_t)b->dev, .ino = (uint64_t)b->ino};
     size_t n = strlen(b->name);
     memcpy(m.name, b->name, n + 1);
     size_t len = offsetof(struct tracker_msg, name) + n + 1;
@@ -164,7 +165,7 @@ static int send_msg(uint8_t op, const pshm_block *b)
  * hold. */
 static int register_or_restart(const pshm_block *b, const char *what)
 {
-    if (tracker_sock >= 0 && send_msg(MSG_REGISTER, b) == 0)
+    if (tracker_sock >= 0 && send_msg(b) == 0)
         return 0;
     if (tracker_sock >= 0) {
         close(tracker_sock);
@@ -174,12 +175,11 @@ static int register_or_restart(const pshm_block *b, const char *what)
     if (rc < 0)
         return rc;
     for (pshm_block *t = open_handles(); t != NULL; t = t->open_next)
-        if (t != b && !(t->flags & PSHM_UNTRACKED) && !t->unlinked &&
-            send_msg(MSG_REGISTER, t) < 0)
+        if (t != b && !(t->flags & PSHM_UNTRACKED) && !t->unlinked && send_msg(t) < 0)
             return err_errno(errno, what, b->name,
                              "re-registering with the new resource "
                              "tracker: send");
-    if (send_msg(MSG_REGISTER, b) < 0)
+    if (send_msg(b) < 0)
         return err_errno(errno, what, b->name, "registering with the resource tracker: send");
     return 0;
 }
@@ -192,17 +192,6 @@ int tracker_register(pshm_block *b, const char *what)
     return rc;
 }
 
-void tracker_unregister(pshm_block *b)
-{
-    /* Only blocks this process family registered can be on its tracker. */
-    if (b->flags & PSHM_UNTRACKED)
-        return;
-    global_lock();
-    if (tracker_sock >= 0)
-        send_msg(MSG_UNREGISTER, b); /* a dead tracker forgets everything anyway */
-    global_unlock();
-}
-
 void tracker_detach(void) { tracker_sock = -1; }
 
 /* ---- the tracker process ----------------------------------------------
@@ -213,6 +202,7 @@ struct record {
     uint8_t state;   /* SLOT_EMPTY, SLOT_USED or SLOT_DELETED */
     uint8_t retries; /* checks still due soon (see wait_for_users) */
     uint8_t quiet;   /* removed without a word (a named lock, meant to go) */
+    uint8_t unnamed; /* while making room: its name does not stand for it */
     int fd;          /* kept open while the block is busy, else -1 */
     char name[PSHM_NAME_MAX + 1];
 };
@@ -221,9 +211,10 @@ enum { SLOT_EMPTY = 0, SLOT_USED, SLOT_DELETED };
 /* Open addressing keyed by name; memory from mmap, which is signal-safe. */
 struct table {
     struct record *slots;
-    size_t cap;  /* a power of two */
+    size_t cap;  /* a power of two, at least TABLE_MIN */
     size_t used; /* SLOT_USED + SLOT_DELETED, to keep probes short */
 };
+#define TABLE_MIN 1024
 
 /* Records are keyed by name and identity: the same name may stand for an
  * old block and a new one, and only the exact pair is ever forgotten. */
@@ -257,15 +248,193 @@ static bool table_alloc(struct table *t, size_t cap)
     return true;
 }
 
-static bool table_grow(struct table *t)
+static void build_path(char *path, const char *name)
 {
+    static const char dir[] = SHM_DIR "/";
+    memcpy(path, dir, sizeof dir - 1);
+    memcpy(path + sizeof dir - 1, name, strlen(name) + 1);
+}
+
+/* ---- making room ---------------------------------------------------------
+ * Nobody tells the tracker of an unlink (that cost the caller a send(2) per
+ * unlink), so records of removed blocks stay until the table needs room,
+ * and are dropped then: those whose name no longer stands for their block
+ * (no such name, or another object has it) *and* whose inode nobody holds
+ * open. The second half is for creates: a create registers its block before
+ * it links it under its name (docs/tracker.md, point 7), so a record
+ * without its name may be one whose creator is between the two. That
+ * creator holds the inode open with its shared flock, which /proc/locks
+ * shows; an inode nobody holds can never get a name again. */
+
+/* Whether r's name stands for r's block (lstat: check_record opens with
+ * O_NOFOLLOW). A failure other than ENOENT tells nothing: keep it. */
+static bool name_stands_for(const struct record *r)
+{
+    char path[sizeof SHM_DIR + PSHM_NAME_MAX + 1];
+    build_path(path, r->name);
+    struct stat st;
+    if (lstat(path, &st) < 0)
+        return errno != ENOENT;
+    return st.st_dev == (dev_t)r->dev && st.st_ino == (ino_t)r->ino;
+}
+
+/* The inodes of the unnamed records, and whether /proc/locks shows a lock
+ * on each (a hash set; memory from mmap). */
+struct inode_key {
+    uint64_t dev, ino;
+    bool used, held;
+};
+struct inode_set {
+    struct inode_key *keys;
+    size_t cap; /* a power of two */
+};
+
+static struct inode_key *inode_slot(struct inode_set *s, uint64_t dev, uint64_t ino)
+{
+    size_t mask = s->cap - 1;
+    for (size_t i = (size_t)(((dev ^ ino) * 0x9e3779b97f4a7c15u) >> 32) & mask;;
+         i = (i + 1) & mask) {
+        struct inode_key *k = &s->keys[i];
+        if (!k->used || (k->dev == dev && k->ino == ino))
+            return k;
+    }
+}
+
+/* Parse the unsigned number at *p in `base`, up to a character that is not
+ * a digit; false if there was none. */
+static bool parse_num(const char **p, const char *end, unsigned base, uint64_t *out)
+{
+    const char *start = *p;
+    uint64_t v = 0;
+    for (; *p < end; (*p)++) {
+        unsigned c = (unsigned char)**p, d = c - '0' <= 9 ? c - '0' : (c | 32) - 'a' + 10;
+        if (d >= base)
+            break;
+        v = v * base + d;
+    }
+    *out = v;
+    return *p > start;
+}
+
+/* One line of /proc/locks ("1: FLOCK  ADVISORY  READ 4011 00:28:2 0 EOF"):
+ * its MAJOR:MINOR:INODE field (hexadecimal, hexadecimal, decimal) marks
+ * that inode held. */
+static void mark_line(struct inode_set *s, const char *p, const char *end)
+{
+    while (p < end) {
+        while (p < end && *p == ' ')
+            p++;
+        const char *tok = p;
+        int colons = 0;
+        for (; p < end && *p != ' '; p++)
+            colons += *p == ':';
+        uint64_t major, minor, ino;
+        if (colons != 2 || !parse_num(&tok, p, 16, &major) || *tok++ != ':' ||
+            !parse_num(&tok, p, 16, &minor) || *tok++ != ':' || !parse_num(&tok, p, 10, &ino))
+            continue;
+        struct inode_key *k =
+            inode_slot(s, (uint64_t)makedev((unsigned)major, (unsigned)minor), ino);
+        if (k->used)
+            k->held = true;
+        return;
+    }
+}
+
+/* Mark each inode of s that some process holds a lock on; false if
+ * /proc/locks cannot be read. The kernel hands it out a page per read, so
+ * a lock is missed only if the list changed between two reads and shifted
+ * it across their boundary; see docs/tracker.md, Limits. */
+static bool mark_locked(struct inode_set *s)
+{
+    int fd = open("/proc/locks", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    char buf[4096];
+    size_t have = 0;
+    ssize_t n;
+    while ((n = read(fd, buf + have, sizeof buf - have)) > 0) {
+        have += (size_t)n;
+        char *line = buf, *nl;
+        while ((nl = memchr(line, '\n', (size_t)(buf + have - line))) != NULL) {
+            mark_line(s, line, nl);
+            line = nl + 1;
+        }
+        have -= (size_t)(line - buf);
+        memmove(buf, line, have);
+        if (have == sizeof buf)
+            have = 0; /* no line of the kernel's is this long */
+    }
+    close(fd);
+    return n == 0;
+}
+
+/* Flag the records whose name does not stand for them; count them. A busy
+ * record (fd kept, after EOF only, when nothing registers) is check_record's:
+ * it lets the block go at its next check. */
+static size_t flag_unnamed(struct table *t)
+{
+    size_t unnamed = 0;
+    for (size_t i = 0; i < t->cap; i++) {
+        struct record *r = &t->slots[i];
+        r->unnamed = r->state == SLOT_USED && r->fd < 0 && !name_stands_for(r);
+        unnamed += r->unnamed;
+    }
+    return unnamed;
+}
+
+/* Among the flagged records, unflag those whose inode someone holds, or
+ * all of them if that cannot be known. */
+static void unflag_held(struct table *t, size_t unnamed)
+{
+    struct inode_set s = {.cap = 1};
+    while (s.cap < 2 * unnamed)
+        s.cap *= 2;
+    size_t bytes = s.cap * sizeof *s.keys;
+    s.keys = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    bool known = s.keys != MAP_FAILED;
+    for (size_t i = 0; known && i < t->cap; i++)
+        if (t->slots[i].unnamed)
+            *inode_slot(&s, t->slots[i].dev, t->slots[i].ino) =
+                (struct inode_key){t->slots[i].dev, t->slots[i].ino, true, false};
+    known = known && mark_locked(&s);
+    for (size_t i = 0; i < t->cap; i++)
+        if (t->slots[i].unnamed &&
+            (!known || inode_slot(&s, t->slots[i].dev, t->slots[i].ino)->held))
+            t->slots[i].unnamed = 0;
+    if (s.keys != MAP_FAILED)
+        munmap(s.keys, bytes);
+}
+
+/*
+ * Make room for one more record: drop the stale records, then move the
+ * others to a table at most 1/4 full. The next rebuild then comes after at
+ * least cap/2 registrations (at 3/4 load) and looks at at most 3/4 cap
+ * records: each registered since (one lstat each, in place of the
+ * unregister message the caller no longer sends) and the at most cap/4
+ * kept now, which is at most 0.5 lstat per registration more; plus one read
+ * of /proc/locks. Memory follows the records kept at the last rebuild:
+ * fewer than 8 slots each (4, rounded up to a power of two), at least
+ * TABLE_MIN slots.
+ */
+static bool table_make_room(struct table *t)
+{
+    size_t unnamed = flag_unnamed(t);
+    if (unnamed > 0)
+        unflag_held(t, unnamed);
+    size_t kept = 0;
+    for (size_t i = 0; i < t->cap; i++)
+        kept += t->slots[i].state == SLOT_USED && !t->slots[i].unnamed;
+    size_t cap = TABLE_MIN;
+    while (cap < 4 * kept)
+        cap *= 2;
     struct table old = *t;
-    if (!table_alloc(t, old.cap * 2))
+    if (!table_alloc(t, cap))
         return false;
     for (size_t i = 0; i < old.cap; i++) {
-        if (old.slots[i].state != SLOT_USED)
+        struct record *r = &old.slots[i];
+        if (r->state != SLOT_USED || r->unnamed)
             continue;
-        *table_find(t, &old.slots[i], true) = old.slots[i];
+        *table_find(t, r, true) = *r;
         t->used++;
     }
     munmap(old.slots, old.cap * sizeof(struct record));
@@ -276,13 +445,7 @@ static void table_apply(struct table *t, const struct tracker_msg *m)
 {
     struct record key = {.dev = m->dev, .ino = m->ino, .fd = -1, .quiet = m->quiet};
     memcpy(key.name, m->name, sizeof key.name);
-    if (m->op == MSG_UNREGISTER) {
-        struct record *r = table_find(t, &key, false);
-        if (r != NULL)
-            r->state = SLOT_DELETED;
-        return;
-    }
-    if ((t->used + 1) * 4 > t->cap * 3 && !table_grow(t))
+    if ((t->used + 1) * 4 > t->cap * 3 && !table_make_room(t))
         return; /* out of memory: this block will not be cleaned up */
     struct record *r = table_find(t, &key, true);
     if (r->state == SLOT_USED) {
@@ -448,13 +611,6 @@ static void report_emit(struct report *rep, const char *when, size_t still_busy)
 }
 
 /* ---- removing blocks --------------------------------------------------- */
-
-static void build_path(char *path, const char *name)
-{
-    static const char dir[] = SHM_DIR "/";
-    memcpy(path, dir, sizeof dir - 1);
-    memcpy(path + sizeof dir - 1, name, strlen(name) + 1);
-}
 
 enum check { GONE, REMOVED, BUSY };
 
@@ -703,7 +859,7 @@ static void tracker_main(int sock)
      * receive below reads EOF. */
     send(3, "R", 1, MSG_NOSIGNAL);
     struct table t;
-    if (!table_alloc(&t, 1024))
+    if (!table_alloc(&t, TABLE_MIN))
         _exit(1);
     struct tracker_msg m;
     int got;

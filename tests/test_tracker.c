@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -255,6 +256,190 @@ Test(tracker, explicit_unlink_then_reuse_in_process)
     cr_assert_eq(pshm_unlink(name), 0);
 }
 
+/*
+ * The creator unlinks its block (the tracker is not told) and another
+ * program makes a *tracked* block of that name and closes it: marked, held
+ * by nobody, but its creator still runs. When the first family exits, its
+ * tracker's stale record must not remove it: only the identity check (the
+ * name is another inode now) stands in the way. We are a subreaper, so the
+ * child's tracker is our child and its exit says its work is done.
+ */
+Test(tracker, unlinked_name_made_again_by_another_program_survives)
+{
+    char name[64];
+    make_block(name, sizeof name, "again");
+    cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    int ready[2], go[2];
+    cr_assert(pipe(ready) == 0 && pipe(go) == 0);
+    pid_t child = fork();
+    cr_assert_neq(child, -1);
+    if (child == 0) {
+        pshm_block *b;
+        char c;
+        if (pshm_block_create(&b, name, 64, 0) < 0 || pshm_block_unlink(b) < 0)
+            _exit(1);
+        pshm_block_free(b);
+        _exit(write(ready[1], "r", 1) == 1 && read(go[0], &c, 1) == 1 ? 0 : 2);
+    }
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "the child failed");
+    pid_t tracker = t_find_child("pshm-tracker"); /* the child's: we have none yet */
+    cr_assert_gt(tracker, 0, "no tracker among our children");
+    pshm_block *again;
+    cr_assert_eq(pshm_block_create(&again, name, 64, 0), 0, "%s", pshm_last_error());
+    pshm_block_free(again);
+    cr_assert_eq(write(go[1], "g", 1), 1);
+    int st = t_wait(child, 10);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child failed: %d", st);
+    st = t_wait(tracker, GONE_WITHIN);
+    cr_assert(WIFEXITED(st), "the child's tracker did not finish");
+    cr_assert(t_shm_exists(name),
+              "the first family's tracker removed another program's block");
+    cr_assert_eq(pshm_unlink(name), 0, "%s", pshm_last_error());
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+/* A field of /proc/PID/status in kB ("VmRSS", "VmHWM"), or -1. */
+static long status_kb(pid_t pid, const char *field)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t len = strlen(field);
+    long kb = -1;
+    while (f != NULL && kb < 0 && fgets(line, sizeof line, f) != NULL)
+        if (strncmp(line, field, len) == 0 && line[len] == ':')
+            kb = atol(line + len + 1);
+    if (f != NULL)
+        fclose(f);
+    return kb;
+}
+
+/* The child of memory_stays_bounded_...: make LIVE tracked blocks and hold
+ * all but _live1 (closed: only its name and its record keep it), say so on
+ * `ready`, wait for `go`, create and unlink CHURN blocks, then make the last
+ * name again, untracked, and exit. */
+#define CHURN 100000
+#define LIVE 4
+static void churn_child(const char *prefix, int ready, int go)
+{
+    char name[128];
+    for (int i = 0; i < LIVE; i++) {
+        pshm_block *b;
+        snprintf(name, sizeof name, "%s_live%d", prefix, i);
+        if (pshm_block_create(&b, name, 64, 0) < 0)
+            _exit(1);
+        if (i == 1)
+            pshm_block_free(b);
+    }
+    char c;
+    if (write(ready, "r", 1) != 1 || read(go, &c, 1) != 1)
+        _exit(2);
+    pshm_block *b;
+    for (int i = 0; i < CHURN; i++) {
+        snprintf(name, sizeof name, "%s_%d", prefix, i);
+        if (pshm_block_create(&b, name, 64, 0) < 0 || pshm_block_unlink(b) < 0)
+            _exit(3);
+        pshm_block_free(b);
+    }
+    if (pshm_block_create(&b, name, 64, PSHM_UNTRACKED) < 0)
+        _exit(4);
+    _exit(0);
+}
+
+/*
+ * Nobody tells the tracker of an unlink: it drops the records of removed
+ * blocks itself when its table needs room. A family that creates and
+ * unlinks CHURN blocks (about 130 rebuilds) must leave its tracker's peak
+ * memory well below what CHURN records take, and the tracker must still
+ * remove the live blocks after the family exits (one of them closed all
+ * along: no handle but the record speaks for it), and touch nothing else:
+ * not an untracked block, not the last churned name made again untracked
+ * (its stale record is likely still in the table at exit).
+ */
+Test(tracker, memory_stays_bounded_while_blocks_are_unlinked, .timeout = 240)
+{
+    char prefix[64], name[128], last[128], bystander[64];
+    make_block(prefix, sizeof prefix, "churn");
+    make_block(bystander, sizeof bystander, "bystander");
+    pshm_block *by;
+    cr_assert_eq(pshm_block_create(&by, bystander, 64, PSHM_UNTRACKED), 0, "%s",
+                 pshm_last_error());
+    pshm_block_free(by);
+    /* As subreaper we adopt the family's tracker: it is findable as our child. */
+    cr_assert_eq(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0), 0);
+    int ready[2], go[2];
+    cr_assert(pipe(ready) == 0 && pipe(go) == 0);
+    pid_t child = fork();
+    cr_assert_neq(child, -1);
+    if (child == 0)
+        churn_child(prefix, ready[1], go[0]);
+    char c;
+    cr_assert_eq(read(ready[0], &c, 1), 1, "the child failed before the churn");
+    pid_t tracker = t_find_child("pshm-tracker");
+    cr_assert_gt(tracker, 0, "no tracker among our children");
+    long base = status_kb(tracker, "VmRSS");
+    /* Held by us, the first live block keeps the tracker waiting after EOF. */
+    pshm_block *held;
+    snprintf(name, sizeof name, "%s_live0", prefix);
+    cr_assert_eq(pshm_block_attach(&held, name, PSHM_UNTRACKED), 0, "%s", pshm_last_error());
+    double t0 = now();
+    cr_assert_eq(write(go[1], "g", 1), 1);
+    int st = t_wait(child, 200);
+    cr_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child failed: %d", st);
+    printf("%d tracked create+unlink cycles: %.1f s\n", CHURN, now() - t0);
+    for (int i = 1; i < LIVE; i++) {
+        snprintf(name, sizeof name, "%s_live%d", prefix, i);
+        cr_assert(t_wait_gone(name, GONE_WITHIN), "%s survived its family", name);
+    }
+    /* The tracker has read every record (they came before EOF). */
+    long peak = status_kb(tracker, "VmHWM");
+    long records_kb = (long)(CHURN * (PSHM_NAME_MAX + 32) / 1024);
+    printf("tracker: %ld kB resident at the start, peak %ld kB (%d records: %ld kB)\n", base,
+           peak, CHURN, records_kb);
+    cr_assert(base > 0 && peak > 0);
+    cr_assert_lt(peak - base, records_kb / 8,
+                 "the tracker grew by %ld kB for %d unlinked blocks", peak - base, CHURN);
+    snprintf(name, sizeof name, "%s_live0", prefix);
+    cr_assert(t_shm_exists(name), "%s removed while we held it", name);
+    pshm_block_free(held);
+    cr_assert(t_wait_gone(name, GONE_WITHIN), "%s survived its last holder", name);
+    st = t_wait(tracker, GONE_WITHIN);
+    cr_assert(WIFEXITED(st), "the tracker did not exit when its work was done");
+    snprintf(last, sizeof last, "%s_%d", prefix, CHURN - 1);
+    cr_assert(t_shm_exists(last),
+              "the untracked block made under a churned name was removed");
+    cr_assert(t_shm_exists(bystander), "an untracked bystander was removed");
+    cr_assert_eq(pshm_unlink(last), 0, "%s", pshm_last_error());
+    cr_assert_eq(pshm_unlink(bystander), 0, "%s", pshm_last_error());
+}
+
+/*
+ * A create registers its block before it links it under its name, so the
+ * tracker may make room while a record's name does not exist yet: the
+ * probe's create waits between the two while a forked sibling creates and
+ * unlinks 3000 blocks (room is made about every 770). The record must
+ * survive, and the block be removed after the probe dies.
+ */
+Test(tracker, record_of_a_create_not_yet_linked_survives_making_room)
+{
+    char name[64], prefix[64];
+    make_block(name, sizeof name, "stall");
+    make_block(prefix, sizeof prefix, "stallchurn");
+    struct probe p;
+    probe_start(&p, "stall", name, prefix, "3000");
+    cr_assert(t_shm_exists(name));
+    probe_end(&p, SIGKILL);
+    cr_assert(t_wait_gone(name, GONE_WITHIN), "%s leaked: its record was dropped", name);
+    unlink(p.err);
+}
+
 /* A probe in `mode` that checks itself on a block of its own and says ready
  * only if all is well; killed, its tracker removes the block. */
 static void probe_checks_itself(const char *mode)
@@ -312,13 +497,6 @@ Test(tracker, recovers_when_the_tracker_is_killed)
     cr_assert(t_wait_gone(b, GONE_WITHIN), "block made after the restart leaked");
     cr_assert(t_wait_gone(a, GONE_WITHIN), "block re-registered with the new tracker leaked");
     unlink(p.err);
-}
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Cleanup is complete; its time is printed (never asserted) for the notes. */

@@ -18,6 +18,11 @@
  *                                           it returns, its new tracker must
  *                                           ignore SIGTERM and hold nothing in
  *                                           /dev/shm (exit 1 saying why); hold
+ *   tracker_probe stall NAME PREFIX N       create NAME, stalled between its
+ *                                           registration and its link while a
+ *                                           forked sibling creates and unlinks
+ *                                           PREFIX_0..N-1 (the tracker makes
+ *                                           room meanwhile); hold
  *
  * "Hold" means: print "ready" on stdout, then wait for a signal. SIGTERM
  * ends the process at once without closing or unlinking anything, like a
@@ -35,8 +40,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
+#include <linux/sockios.h>
 #include <unistd.h>
 
 static void die(const char *what)
@@ -239,6 +247,87 @@ static int fresh(const char *name)
     return 1;
 }
 
+/* While armed (stall), the library's linkat, which gives a created block
+ * its name after the tracker has its record, first lets the sibling churn
+ * and waits until it is done. */
+static int stall_go = -1, stall_done = -1;
+
+int linkat(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, int flags)
+{
+    if (stall_go >= 0) {
+        char c;
+        if (write(stall_go, "g", 1) != 1 || read(stall_done, &c, 1) != 1)
+            die("stall: the sibling failed");
+        stall_go = -1;
+    }
+    return (int)syscall(SYS_linkat, olddirfd, oldpath, newdirfd, newpath, flags);
+}
+
+/* Our end of the tracker's socket: our only socket. */
+static int tracker_socket(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *de;
+    int fd = -1;
+    while (fd < 0 && d != NULL && (de = readdir(d)) != NULL) {
+        char path[300], target[64] = "";
+        snprintf(path, sizeof path, "/proc/self/fd/%s", de->d_name);
+        if (readlink(path, target, sizeof target - 1) > 0 &&
+            strncmp(target, "socket:", 7) == 0)
+            fd = atoi(de->d_name);
+    }
+    if (d != NULL)
+        closedir(d);
+    return fd;
+}
+
+/* The sibling: on `go`, create and unlink PREFIX_0..n-1, wait until the
+ * tracker has read them all (nothing of ours left in its socket), say
+ * `done`. */
+static void churn(const char *prefix, int n, int go, int done)
+{
+    char c, name[200];
+    if (read(go, &c, 1) != 1)
+        _exit(1);
+    for (int i = 0; i < n; i++) {
+        pshm_block *b;
+        snprintf(name, sizeof name, "%s_%d", prefix, i);
+        if (pshm_block_create(&b, name, 64, 0) < 0 || pshm_block_unlink(b) < 0)
+            die("churn");
+        pshm_block_free(b);
+    }
+    int sock = tracker_socket(), queued;
+    for (int ms = 0;
+         sock >= 0 && ms < 30000 && ioctl(sock, SIOCOUTQ, &queued) == 0 && queued > 0; ms++)
+        usleep(1000);
+    if (write(done, "d", 1) != 1)
+        _exit(1);
+    _exit(0);
+}
+
+/* NAME's record reaches the tracker before NAME exists; meanwhile the
+ * sibling's churn makes the tracker drop the records whose names are gone.
+ * NAME's must survive: its creator holds the inode. */
+static void stall(const char *name, const char *prefix, int n)
+{
+    char first[200];
+    snprintf(first, sizeof first, "%s_start", prefix);
+    pshm_block *b;
+    if (pshm_block_create(&b, first, 64, 0) < 0 || pshm_block_unlink(b) < 0)
+        die("create"); /* the family's tracker runs: the sibling shares it */
+    pshm_block_free(b);
+    int go[2], done[2];
+    if (pipe(go) < 0 || pipe(done) < 0)
+        die("pipe");
+    pid_t sibling = fork();
+    if (sibling == 0)
+        churn(prefix, n, go[0], done[1]);
+    stall_go = go[1];
+    stall_done = done[0];
+    create_or_die(name, 4096, 0);
+    waitpid(sibling, NULL, 0);
+}
+
 int main(int argc, char **argv)
 {
     signal(SIGTERM, on_term);
@@ -276,6 +365,8 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "fresh") == 0) {
         if (fresh(argv[2]) != 0)
             return 1;
+    } else if (strcmp(mode, "stall") == 0 && argc > 4) {
+        stall(argv[2], argv[3], atoi(argv[4]));
     } else {
         fprintf(stderr, "tracker_probe: unknown mode %s\n", mode);
         return 2;
