@@ -202,7 +202,7 @@ struct record {
     uint8_t state;   /* SLOT_EMPTY, SLOT_USED or SLOT_DELETED */
     uint8_t retries; /* checks still due soon (see wait_for_users) */
     uint8_t quiet;   /* removed without a word (a named lock, meant to go) */
-    uint8_t unnamed; /* while making room: its name does not stand for it */
+    uint8_t stale;   /* while making room: to be dropped */
     int fd;          /* kept open while the block is busy, else -1 */
     char name[PSHM_NAME_MAX + 1];
 };
@@ -258,13 +258,14 @@ static void build_path(char *path, const char *name)
 /* ---- making room ---------------------------------------------------------
  * Nobody tells the tracker of an unlink (that cost the caller a send(2) per
  * unlink), so records of removed blocks stay until the table needs room,
- * and are dropped then: those whose name no longer stands for their block
- * (no such name, or another object has it) *and* whose inode nobody holds
- * open. The second half is for creates: a create registers its block before
- * it links it under its name (docs/tracker.md, point 7), so a record
- * without its name may be one whose creator is between the two. That
- * creator holds the inode open with its shared flock, which /proc/locks
- * shows; an inode nobody holds can never get a name again. */
+ * and are dropped then. A record is stale when no process holds its inode
+ * (no lock on it in /proc/locks) and, looked at after that, its name does
+ * not stand for it (no such name, or another object has it). The order
+ * matters: a create registers its block before it links it under its name
+ * (docs/tracker.md, point 7), and holds the inode with its shared flock
+ * from before the registration until its close, which comes after the
+ * link. An inode nobody holds has had its last chance of a name; had we
+ * looked at the name first, a create could link and close in between. */
 
 /* Whether r's name stands for r's block (lstat: check_record opens with
  * O_NOFOLLOW). A failure other than ENOENT tells nothing: keep it. */
@@ -278,8 +279,8 @@ static bool name_stands_for(const struct record *r)
     return st.st_dev == (dev_t)r->dev && st.st_ino == (ino_t)r->ino;
 }
 
-/* The inodes of the unnamed records, and whether /proc/locks shows a lock
- * on each (a hash set; memory from mmap). */
+/* The inodes of the records, and whether /proc/locks shows a lock on
+ * each (a hash set; memory from mmap). */
 struct inode_key {
     uint64_t dev, ino;
     bool used, held;
@@ -368,39 +369,29 @@ static bool mark_locked(struct inode_set *s)
     return n == 0;
 }
 
-/* Flag the records whose name does not stand for them; count them. A busy
- * record (fd kept, after EOF only, when nothing registers) is check_record's:
- * it lets the block go at its next check. */
-static size_t flag_unnamed(struct table *t)
-{
-    size_t unnamed = 0;
-    for (size_t i = 0; i < t->cap; i++) {
-        struct record *r = &t->slots[i];
-        r->unnamed = r->state == SLOT_USED && r->fd < 0 && !name_stands_for(r);
-        unnamed += r->unnamed;
-    }
-    return unnamed;
-}
-
-/* Among the flagged records, unflag those whose inode someone holds, or
- * all of them if that cannot be known. */
-static void unflag_held(struct table *t, size_t unnamed)
+/* Flag the stale records; none if who holds what cannot be known. A busy
+ * record (its fd kept: after EOF only, when nothing registers) is not
+ * looked at: check_record lets it go at its next check. */
+static void flag_stale(struct table *t)
 {
     struct inode_set s = {.cap = 1};
-    while (s.cap < 2 * unnamed)
+    while (s.cap < 2 * t->used)
         s.cap *= 2;
     size_t bytes = s.cap * sizeof *s.keys;
     s.keys = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     bool known = s.keys != MAP_FAILED;
-    for (size_t i = 0; known && i < t->cap; i++)
-        if (t->slots[i].unnamed)
-            *inode_slot(&s, t->slots[i].dev, t->slots[i].ino) =
-                (struct inode_key){t->slots[i].dev, t->slots[i].ino, true, false};
+    for (size_t i = 0; i < t->cap; i++) {
+        struct record *r = &t->slots[i];
+        r->stale = 0;
+        if (known && r->state == SLOT_USED && r->fd < 0)
+            *inode_slot(&s, r->dev, r->ino) = (struct inode_key){r->dev, r->ino, true, false};
+    }
     known = known && mark_locked(&s);
-    for (size_t i = 0; i < t->cap; i++)
-        if (t->slots[i].unnamed &&
-            (!known || inode_slot(&s, t->slots[i].dev, t->slots[i].ino)->held))
-            t->slots[i].unnamed = 0;
+    for (size_t i = 0; known && i < t->cap; i++) {
+        struct record *r = &t->slots[i];
+        r->stale = r->state == SLOT_USED && r->fd < 0 &&
+                   !inode_slot(&s, r->dev, r->ino)->held && !name_stands_for(r);
+    }
     if (s.keys != MAP_FAILED)
         munmap(s.keys, bytes);
 }
@@ -409,21 +400,20 @@ static void unflag_held(struct table *t, size_t unnamed)
  * Make room for one more record: drop the stale records, then move the
  * others to a table at most 1/4 full. The next rebuild then comes after at
  * least cap/2 registrations (at 3/4 load) and looks at at most 3/4 cap
- * records: each registered since (one lstat each, in place of the
- * unregister message the caller no longer sends) and the at most cap/4
- * kept now, which is at most 0.5 lstat per registration more; plus one read
- * of /proc/locks. Memory follows the records kept at the last rebuild:
+ * records: each registered since (one lstat each unless its inode is
+ * held, in place of the unregister message the caller no longer sends) and
+ * the at most cap/4 kept now, which is at most 0.5 lstat per registration
+ * more; plus one read of /proc/locks, as long as the system has locks.
+ * Memory follows the records kept at the last rebuild:
  * fewer than 8 slots each (4, rounded up to a power of two), at least
  * TABLE_MIN slots.
  */
 static bool table_make_room(struct table *t)
 {
-    size_t unnamed = flag_unnamed(t);
-    if (unnamed > 0)
-        unflag_held(t, unnamed);
+    flag_stale(t);
     size_t kept = 0;
     for (size_t i = 0; i < t->cap; i++)
-        kept += t->slots[i].state == SLOT_USED && !t->slots[i].unnamed;
+        kept += t->slots[i].state == SLOT_USED && !t->slots[i].stale;
     size_t cap = TABLE_MIN;
     while (cap < 4 * kept)
         cap *= 2;
@@ -432,7 +422,7 @@ static bool table_make_room(struct table *t)
         return false;
     for (size_t i = 0; i < old.cap; i++) {
         struct record *r = &old.slots[i];
-        if (r->state != SLOT_USED || r->unnamed)
+        if (r->state != SLOT_USED || r->stale)
             continue;
         *table_find(t, r, true) = *r;
         t->used++;
