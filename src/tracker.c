@@ -31,6 +31,7 @@
  */
 #include "internal.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -369,6 +370,41 @@ static bool mark_locked(struct inode_set *s)
     return n == 0;
 }
 
+/* A tmpfs directory grows by this many bytes per entry (BOGO_DIRENT_SIZE). */
+#define DIRENT_SIZE 20
+
+/* Unflag each flagged record that SHM_DIR lists under its name with its
+ * inode. Reading the directory costs far less than an lstat of each name
+ * (2-3 µs for a name that is gone), unless the directory holds many more
+ * entries than there are records to look at: then, or if it cannot be
+ * read, false. */
+static bool unflag_listed(struct table *t, size_t flagged)
+{
+    int dir = open(SHM_DIR, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dir < 0)
+        return false;
+    struct stat st;
+    bool listed = fstat(dir, &st) == 0 && (size_t)st.st_size / DIRENT_SIZE <= 8 * flagged;
+    char buf[4096] __attribute__((aligned(__alignof__(struct dirent64))));
+    ssize_t n = 0;
+    while (listed && (n = getdents64(dir, buf, sizeof buf)) > 0) {
+        for (ssize_t off = 0; off < n;) {
+            const struct dirent64 *d = (const struct dirent64 *)(buf + off);
+            off += d->d_reclen;
+            struct record key = {.dev = (uint64_t)st.st_dev, .ino = (uint64_t)d->d_ino};
+            size_t len = strlen(d->d_name);
+            if (len > PSHM_NAME_MAX)
+                continue;
+            memcpy(key.name, d->d_name, len + 1);
+            struct record *r = table_find(t, &key, false);
+            if (r != NULL)
+                r->stale = 0;
+        }
+    }
+    close(dir);
+    return listed && n == 0;
+}
+
 /* Flag the stale records; none if who holds what cannot be known. A busy
  * record (its fd kept: after EOF only, when nothing registers) is not
  * looked at: check_record lets it go at its next check. */
@@ -387,23 +423,30 @@ static void flag_stale(struct table *t)
             *inode_slot(&s, r->dev, r->ino) = (struct inode_key){r->dev, r->ino, true, false};
     }
     known = known && mark_locked(&s);
+    size_t flagged = 0; /* held by nobody: now, is the name still theirs? */
     for (size_t i = 0; known && i < t->cap; i++) {
         struct record *r = &t->slots[i];
-        r->stale = r->state == SLOT_USED && r->fd < 0 &&
-                   !inode_slot(&s, r->dev, r->ino)->held && !name_stands_for(r);
+        r->stale =
+            r->state == SLOT_USED && r->fd < 0 && !inode_slot(&s, r->dev, r->ino)->held;
+        flagged += r->stale;
     }
     if (s.keys != MAP_FAILED)
         munmap(s.keys, bytes);
+    if (flagged > 0 && !unflag_listed(t, flagged))
+        for (size_t i = 0; i < t->cap; i++)
+            if (t->slots[i].stale)
+                t->slots[i].stale = !name_stands_for(&t->slots[i]);
 }
 
 /*
  * Make room for one more record: drop the stale records, then move the
  * others to a table at most 1/4 full. The next rebuild then comes after at
  * least cap/2 registrations (at 3/4 load) and looks at at most 3/4 cap
- * records: each registered since (one lstat each unless its inode is
- * held, in place of the unregister message the caller no longer sends) and
- * the at most cap/4 kept now, which is at most 0.5 lstat per registration
- * more; plus one read of /proc/locks, as long as the system has locks.
+ * records: each registered since (in place of the unregister message the
+ * caller no longer sends) and the at most cap/4 kept now, at most 0.5 per
+ * registration more. Looking at them is one read of /proc/locks (as long
+ * as the system has locks), then, for the records nobody holds, one read of
+ * SHM_DIR, or an lstat each where the directory is much the larger.
  * Memory follows the records kept at the last rebuild:
  * fewer than 8 slots each (4, rounded up to a power of two), at least
  * TABLE_MIN slots.
