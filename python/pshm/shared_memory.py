@@ -97,7 +97,6 @@ class SharedMemory:
 
     _name = None
     _block = None
-    _buf = None
     _size = 0
     _flags = os.O_RDWR
     _mode = 0o600
@@ -148,7 +147,6 @@ class SharedMemory:
         self._block = block
         self._name = self._opened_name = name
         self._size = block.size
-        self._buf = memoryview(block)
 
     @classmethod
     def _wrap(cls, block, track=False, borrowed=False):
@@ -163,7 +161,6 @@ class SharedMemory:
         self._block = block
         self._name = self._opened_name = '/' + block.name
         self._size = block.size
-        self._buf = None if block.closed else memoryview(block)
 
     def __del__(self):
         if self._borrowed or self._block is None or self._block.closed:
@@ -182,7 +179,20 @@ class SharedMemory:
     @property
     def buf(self):
         "A memoryview of contents of the shared memory block."
-        return self._buf
+        # Made at its first use, which maps the block: a handle whose bytes
+        # this process never touches costs no mmap and munmap (a fifth of a
+        # create+close+unlink). setdefault keeps a single view when two
+        # threads get here at once; close() pops it.
+        buf = self.__dict__.get('_buf')
+        if buf is None:
+            block = self._block
+            if block is None or block.closed:
+                return None
+            view = memoryview(block)
+            buf = self.__dict__.setdefault('_buf', view)
+            if buf is not view:
+                view.release()
+        return buf
 
     @property
     def name(self):
@@ -199,10 +209,9 @@ class SharedMemory:
     def close(self):
         """Closes access to the shared memory from this instance but does
         not destroy the shared memory block."""
-        buf = self._buf
+        buf = self.__dict__.pop('_buf', None)
         if buf is not None:
             buf.release()
-            self._buf = None
         block = self._block
         if block is not None:
             # Something still refers to the block itself, such as a numpy
