@@ -202,7 +202,8 @@ int main(void)
     measure_figure("block.create_close_unlink", "posix", posix_cycle);
     measure_figure("block.create_close_unlink", "pshm_untracked", pshm_untracked_cycle);
     measure_figure("block.create_close_unlink", "pshm_tracked", pshm_tracked_cycle);
-    measure_figure("block.create_close_unlink", "pshm_tracked_nomap", pshm_tracked_nomap_cycle);
+    measure_figure("block.create_close_unlink", "pshm_tracked_nomap",
+                   pshm_tracked_nomap_cycle);
 
     make_attach_target();
     measure_figure("block.attach_close", "posix", posix_attach);
