@@ -9,8 +9,10 @@
  *                              page, and both (ns per whole 256 MiB block)
  *
  * Impls: posix (shm_open/ftruncate/mmap/munmap/close/shm_unlink by hand),
- * pshm_untracked (PSHM_UNTRACKED), pshm_tracked (default flags), and for
- * the populate figures pshm / pshm_populate.
+ * pshm_untracked (PSHM_UNTRACKED), pshm_tracked (default flags),
+ * pshm_tracked_nomap (PSHM_NOMAP: never mapped, what a handle whose bytes
+ * are never touched costs; the Python package opens every block so), and
+ * for the populate figures pshm / pshm_populate.
  *
  * Output follows the bench contract: "BENCH <figure> <impl> <ns_per_op>".
  * PSHM_BENCH_SCALE multiplies the measuring time (0.2 s per figure).
@@ -99,6 +101,7 @@ static void pshm_cycle(unsigned flags)
 
 static void pshm_untracked_cycle(void) { pshm_cycle(PSHM_UNTRACKED); }
 static void pshm_tracked_cycle(void) { pshm_cycle(0); }
+static void pshm_tracked_nomap_cycle(void) { pshm_cycle(PSHM_NOMAP); }
 
 /* ---- block.attach_close ------------------------------------------------ */
 
@@ -125,6 +128,7 @@ static void pshm_attach(unsigned flags)
 
 static void pshm_untracked_attach(void) { pshm_attach(PSHM_UNTRACKED); }
 static void pshm_tracked_attach(void) { pshm_attach(0); }
+static void pshm_tracked_nomap_attach(void) { pshm_attach(PSHM_NOMAP); }
 
 /* The block every attach opens; made with bare calls so no impl owns it. */
 static void make_attach_target(void)
@@ -198,11 +202,14 @@ int main(void)
     measure_figure("block.create_close_unlink", "posix", posix_cycle);
     measure_figure("block.create_close_unlink", "pshm_untracked", pshm_untracked_cycle);
     measure_figure("block.create_close_unlink", "pshm_tracked", pshm_tracked_cycle);
+    measure_figure("block.create_close_unlink", "pshm_tracked_nomap",
+                   pshm_tracked_nomap_cycle);
 
     make_attach_target();
     measure_figure("block.attach_close", "posix", posix_attach);
     measure_figure("block.attach_close", "pshm_untracked", pshm_untracked_attach);
     measure_figure("block.attach_close", "pshm_tracked", pshm_tracked_attach);
+    measure_figure("block.attach_close", "pshm_tracked_nomap", pshm_tracked_nomap_attach);
     check_sys(shm_unlink(name_attach), "shm_unlink");
 
     bench_populate("pshm", 0);

@@ -32,9 +32,14 @@ DESCRIPTIONS = {
     "get_str": "sl[i] of a str item.",
     "set_str": "sl[i] = v of a str item that fits its storage.",
     "block_create": "SharedMemory(create=True, size=4096), close(), unlink(): tracked "
-                    "(pshm: its tracker; CPython: its resource tracker).",
+                    "(pshm: its tracker; CPython: its resource tracker). pshm maps a "
+                    "block at the first use of .buf, so this cycle has no mmap/munmap.",
+    "block_create_touch": "As block_create, with shm.buf[0] = 1 before close(): the "
+                          "mapping paid, as in most real uses.",
     "block_attach": "SharedMemory(name) of an existing 4096-byte block, then close() "
-                    "(CPython 3.8-3.12 also register with their resource tracker).",
+                    "(CPython 3.8-3.12 also register with their resource tracker; pshm "
+                    "maps at the first use of .buf).",
+    "block_attach_touch": "As block_attach, with shm.buf[0] read before close().",
     "manager_block": "smm.SharedMemory(4096), close, and the server unlinks it "
                      "(pshm: release(name); CPython: its server's release_segment, "
                      "as bench/py_manager.py does).",
@@ -59,10 +64,26 @@ def create_close_unlink(module):
     shm.unlink()
 
 
+def create_touch_close_unlink(module):
+    shm = module.SharedMemory(create=True, size=4096)
+    shm.buf[0] = 1
+    shm.close()
+    shm.unlink()
+
+
+def attach_touch_close(module, name):
+    shm = module.SharedMemory(name)
+    shm.buf[0]
+    shm.close()
+
+
 def block_figures():
     pybench.measure_paired("python.block_create",
                            {"pshm": lambda: create_close_unlink(pshm),
                             "cpython": lambda: create_close_unlink(cpython_sm)})
+    pybench.measure_paired("python.block_create_touch",
+                           {"pshm": lambda: create_touch_close_unlink(pshm),
+                            "cpython": lambda: create_touch_close_unlink(cpython_sm)})
     held = {impl: module.SharedMemory(create=True, size=4096)
             for impl, module in (("pshm", pshm), ("cpython", cpython_sm))}
     try:
@@ -70,6 +91,10 @@ def block_figures():
             "python.block_attach",
             {"pshm": lambda: pshm.SharedMemory(held["pshm"].name).close(),
              "cpython": lambda: cpython_sm.SharedMemory(held["cpython"].name).close()})
+        pybench.measure_paired(
+            "python.block_attach_touch",
+            {"pshm": lambda: attach_touch_close(pshm, held["pshm"].name),
+             "cpython": lambda: attach_touch_close(cpython_sm, held["cpython"].name)})
     finally:
         for shm in held.values():
             shm.close()

@@ -36,10 +36,12 @@ DESCRIPTIONS = {
     "block.create_close_unlink":
         "Create a 4096-byte block, close it, unlink it (pshm: fixed name; "
         "CPython: random name, as SharedMemory(create=True) makes one). "
-        "pshm_tracked adds one send() to the tracker on create and one on unlink.",
+        "pshm_tracked adds one send() to the tracker on create and one on unlink; "
+        "pshm_tracked_nomap is pshm_tracked with PSHM_NOMAP (never mapped: no mmap, no munmap).",
     "block.attach_close":
         "Attach to an existing 4096-byte block by name and close it. "
-        "CPython 3.11 also registers with its resource tracker on attach.",
+        "CPython 3.11 also registers with its resource tracker on attach. "
+        "pshm_tracked_nomap: PSHM_NOMAP, never mapped.",
     "block.populate_256MiB.create":
         "Creating a 256 MiB block, ns per whole block: without PSHM_POPULATE "
         "(pages reserved lazily) and with it (fallocate + MAP_POPULATE fault in every page).",

@@ -124,7 +124,17 @@ enum pshm_flags {
      * /dev/shm is a clean PSHM_ELIMIT from create, never a SIGBUS later
      * (see pshm_block_create). Create and attach: pre-fault the mapping
      * (MAP_POPULATE), so the first touch of each page costs no fault. */
-    PSHM_POPULATE = 1u << 2
+    PSHM_POPULATE = 1u << 2,
+    /* Create and attach: do not map the block yet. The handle is open all
+     * the same (it holds its descriptor and shared flock, so the block
+     * counts as in use; read, reserve, unlink and close work), but
+     * pshm_block_buf is NULL, and locks refuse it, until pshm_block_map
+     * maps it. For a process that makes or opens a block it may never
+     * touch itself (made for other processes to fill, or attached only to
+     * learn its size): the mmap and munmap it saves are about a fifth of a
+     * create+close+unlink on Linux. Lists refuse it (a list reads its block
+     * at once). On Windows the block is mapped at once all the same. */
+    PSHM_NOMAP = 1u << 3
 };
 
 /* Longest block name accepted, without the leading '/'. */
@@ -171,13 +181,22 @@ PSHM_API int pshm_block_create(pshm_block **out, const char *name, size_t size,
  */
 PSHM_API int pshm_block_attach(pshm_block **out, const char *name, unsigned flags);
 
-/* The mapped bytes; NULL after close. */
+/* The mapped bytes; NULL after close, and while a handle opened with
+ * PSHM_NOMAP is not mapped. */
 PSHM_API void *pshm_block_buf(const pshm_block *b);
+/*
+ * Map a handle opened with PSHM_NOMAP, as create or attach would have
+ * (read-only for a PSHM_READONLY handle, pre-faulted with PSHM_POPULATE).
+ * A handle already mapped: 0, nothing done. A closed handle: PSHM_ECLOSED.
+ * If the mapping fails (PSHM_ELIMIT: no address space or memory left) the
+ * handle stays open and unmapped.
+ */
+PSHM_API int pshm_block_map(pshm_block *b);
 /* Size in bytes as read from the block; kept after close. */
 PSHM_API size_t pshm_block_size(const pshm_block *b);
 /* Name without the leading '/', as CPython reports it; kept after close. */
 PSHM_API const char *pshm_block_name(const pshm_block *b);
-/* Whether the handle is still open (mapped). */
+/* Whether the handle is still open (not closed; mapped unless PSHM_NOMAP). */
 PSHM_API bool pshm_block_is_open(const pshm_block *b);
 
 /*

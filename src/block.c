@@ -59,7 +59,8 @@ pshm_block *open_handles(void) { return open_head; }
 void drop_inherited_blocks(void)
 {
     for (pshm_block *b = open_head; b != NULL; b = b->open_next) {
-        munmap(b->buf, b->size);
+        if (b->buf != NULL)
+            munmap(b->buf, b->size);
         close(b->fd); /* may sit on 0-2, where no blanket close reaches */
     }
     open_head = NULL;
@@ -234,7 +235,9 @@ static int size_new_block(pshm_block *b, size_t size)
     return 0;
 }
 
-static int map_block(pshm_block *b, const char *what)
+/* Every mapping is made under the lock, on a handle already on the open
+ * list: a fork (a new tracker) copies a list that names every mapping. */
+int block_map(pshm_block *b, const char *what)
 {
     int prot = (b->flags & PSHM_READONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
     int mflags = MAP_SHARED | ((b->flags & PSHM_POPULATE) ? MAP_POPULATE : 0);
@@ -243,10 +246,21 @@ static int map_block(pshm_block *b, const char *what)
     if (p != MAP_FAILED) {
         b->buf = p;
         b->lock_end = (b->flags & PSHM_READONLY) ? 0 : b->size;
-        open_list_add(b);
     }
     global_unlock();
     return p == MAP_FAILED ? err_errno(errno, what, b->name, "mmap") : 0;
+}
+
+/* The handle is complete: it enters the open-handle list (a new tracker
+ * is told of every tracked handle on it) and is mapped, unless the caller
+ * asked for PSHM_NOMAP. A failure to map leaves it open: free it. */
+static int enter_open(pshm_block *b, const char *what)
+{
+    global_lock();
+    open_list_add(b);
+    b->open = true;
+    global_unlock();
+    return (b->flags & PSHM_NOMAP) ? 0 : block_map(b, what);
 }
 
 static void close_fd(pshm_block *b)
@@ -324,7 +338,7 @@ static int identify(pshm_block *b)
     return 0;
 }
 
-/* Lock, identify, size and map the new object open on b->fd. */
+/* Lock, identify, size and open (and map) the new object open on b->fd. */
 static int build(pshm_block *b, size_t size)
 {
     int rc = lock_shared(b, "create");
@@ -333,7 +347,7 @@ static int build(pshm_block *b, size_t size)
     if (rc == 0)
         rc = size_new_block(b, size);
     if (rc == 0)
-        rc = map_block(b, "create");
+        rc = enter_open(b, "create");
     return rc;
 }
 
@@ -462,7 +476,7 @@ static int check_attached(pshm_block *b, const struct stat *st)
 
 int pshm_block_attach(pshm_block **out, const char *name, unsigned flags)
 {
-    if (out == NULL || (flags & ~(unsigned)(PSHM_UNTRACKED | PSHM_READONLY | PSHM_POPULATE)))
+    if (out == NULL || (flags & ~(unsigned)ATTACH_FLAGS))
         return err_set(PSHM_EINVAL, "attach \"%s\": NULL handle pointer or invalid flags",
                        name ? name : "(null)");
     *out = NULL;
@@ -485,17 +499,17 @@ int pshm_block_attach(pshm_block **out, const char *name, unsigned flags)
         rc = err_errno(errno, "attach", b->name, "fstat");
     else if ((rc = check_attached(b, &st)) == 0) {
         b->size = (size_t)st.st_size;
-        rc = map_block(b, "attach");
+        b->dev = st.st_dev;
+        b->ino = st.st_ino;
+        b->marked = (st.st_mode & TRACKED_MARK) != 0;
     }
     if (rc < 0) {
         close_fd(b);
         free(b);
         return rc;
     }
-    b->dev = st.st_dev;
-    b->ino = st.st_ino;
-    b->marked = (st.st_mode & TRACKED_MARK) != 0;
-    if ((rc = block_track_attached(b, flags, "attach")) < 0) {
+    if ((rc = enter_open(b, "attach")) < 0 ||
+        (rc = block_track_attached(b, flags, "attach")) < 0) {
         pshm_block_free(b);
         return rc;
     }
@@ -540,10 +554,11 @@ int pshm_block_close(pshm_block *b)
     int rc = block_check_close(b);
     if (rc < 0)
         return rc;
-    if (b->buf != NULL) {
+    if (b->open) {
         global_lock();
         open_list_remove(b);
-        if (munmap(b->buf, b->size) < 0)
+        b->open = false;
+        if (b->buf != NULL && munmap(b->buf, b->size) < 0)
             rc = err_errno(errno, "close", b->name, "munmap");
         b->buf = NULL;
         b->lock_end = 0;

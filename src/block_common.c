@@ -49,7 +49,7 @@ static int check_size(const char *name, size_t size)
 
 int block_check_create(pshm_block **out, const char *name, size_t size, unsigned flags)
 {
-    if (out == NULL || (flags & ~(unsigned)(PSHM_UNTRACKED | PSHM_POPULATE)))
+    if (out == NULL || (flags & ~(unsigned)CREATE_FLAGS))
         return err_set(PSHM_EINVAL,
                        "create \"%s\": NULL handle pointer or invalid flags "
                        "(PSHM_READONLY is for attach)",
@@ -62,7 +62,7 @@ int block_check_range(const pshm_block *b, const char *what, size_t offset, size
 {
     if (b == NULL)
         return err_set(PSHM_EINVAL, "%s: NULL handle", what);
-    if (b->buf == NULL)
+    if (!b->open)
         return err_set(PSHM_ECLOSED, "%s \"%s\": %s", what, b->name,
                        pshm_strerror(PSHM_ECLOSED));
     if (offset > b->size || len > b->size - offset)
@@ -79,7 +79,16 @@ size_t pshm_block_size(const pshm_block *b) { return b ? b->size : 0; }
 
 const char *pshm_block_name(const pshm_block *b) { return b ? b->name : NULL; }
 
-bool pshm_block_is_open(const pshm_block *b) { return b != NULL && b->buf != NULL; }
+bool pshm_block_is_open(const pshm_block *b) { return b != NULL && b->open; }
+
+int pshm_block_map(pshm_block *b)
+{
+    if (b == NULL)
+        return err_set(PSHM_EINVAL, "map: NULL handle");
+    if (!b->open)
+        return err_set(PSHM_ECLOSED, "map \"%s\": %s", b->name, pshm_strerror(PSHM_ECLOSED));
+    return b->buf != NULL ? 0 : block_map(b, "map");
+}
 
 int pshm_block_reserve(pshm_block *b, size_t offset, size_t len)
 {

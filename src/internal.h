@@ -49,6 +49,12 @@ int name_normalize(const char *what, const char *name, char out[PSHM_NAME_MAX + 
  * what the caller gave; sets *out to NULL), and an open handle with
  * [offset, offset + len) inside it (reserve, read). */
 int block_check_create(pshm_block **out, const char *name, size_t size, unsigned flags);
+/* The flags create and attach accept. */
+#define CREATE_FLAGS (PSHM_UNTRACKED | PSHM_POPULATE | PSHM_NOMAP)
+#define ATTACH_FLAGS (CREATE_FLAGS | PSHM_READONLY)
+/* Map an open, unmapped handle as its flags say (each platform's block
+ * file); the handle stays open and unmapped on failure. */
+int block_map(pshm_block *b, const char *what);
 int block_check_range(const pshm_block *b, const char *what, size_t offset, size_t len);
 /* Whether b may be closed: not NULL, and no lock in it held by the calling
  * thread (lock_held_in says why that matters). */
@@ -65,8 +71,9 @@ int block_reserve(const pshm_block *b, const char *what, size_t offset, size_t l
 /*
  * The list of this process's open handles, and the one lock that guards it
  * and the tracker link (taken around fork() too, so a child sees both
- * consistent). A mapping is made and entered into the list under the lock,
- * so a process forked by the library (tracker, manager server) can unmap
+ * consistent). A handle enters the list before it is mapped, and every
+ * mapping is made under the lock, so a process forked by the library
+ * (tracker, manager server) can unmap
  * every block it inherited: a mapping keeps its block's flock alive, and a
  * helper process must not look like a user of the caller's blocks.
  */

@@ -524,6 +524,13 @@ static pshm_list *list_new(pshm_block *block, size_t len, const uint64_t *offset
     return l;
 }
 
+static int nomap_refused(const char *what, const char *name)
+{
+    return err_set(PSHM_EINVAL,
+                   "%s \"%s\": PSHM_NOMAP is for blocks; a list reads its block at once",
+                   what, name);
+}
+
 static uint64_t *alloc_offsets(size_t n) { return malloc((n + 1) * sizeof(uint64_t)); }
 
 int pshm_list_create(pshm_list **out, const char *name, const pshm_value *values, size_t n,
@@ -534,6 +541,8 @@ int pshm_list_create(pshm_list **out, const char *name, const pshm_value *values
         return err_set(PSHM_EINVAL, "create \"%s\": NULL %s", shown,
                        out == NULL ? "handle pointer" : "values with n > 0");
     *out = NULL;
+    if (flags & PSHM_NOMAP)
+        return nomap_refused("create", shown);
     if (n > (SIZE_MAX - HEADER_MIN) / PER_ITEM_META / 2)
         return err_set(PSHM_EBADSIZE, "create \"%s\": %zu items are too many", shown, n);
     uint64_t *offsets = alloc_offsets(n);
@@ -635,6 +644,8 @@ int pshm_list_attach(pshm_list **out, const char *name, unsigned flags)
     if (out == NULL)
         return err_set(PSHM_EINVAL, "attach \"%s\": NULL handle pointer", name ? name : "");
     *out = NULL;
+    if (flags & PSHM_NOMAP)
+        return nomap_refused("attach", name ? name : "(null)");
     /* Attach untracked and register only a valid list: a failed attach must
      * not leave the tracker owning (and later removing) someone's block. */
     pshm_block *b;

@@ -28,9 +28,14 @@ static void *area_at(pshm_block *b, size_t offset, size_t size, const char *what
     *rc = 0;
     if (b == NULL)
         *rc = err_set(PSHM_EINVAL, "%s: NULL block handle", what);
-    else if (b->buf == NULL)
+    else if (!b->open)
         *rc = err_set(PSHM_ECLOSED, "%s \"%s\" at offset %zu: %s", what, b->name, offset,
                       pshm_strerror(PSHM_ECLOSED));
+    else if (b->buf == NULL)
+        *rc = err_set(PSHM_EINVAL,
+                      "%s \"%s\" at offset %zu: the block is not mapped (PSHM_NOMAP); "
+                      "map it with pshm_block_map first",
+                      what, b->name, offset);
     else if (b->flags & PSHM_READONLY)
         *rc = err_set(PSHM_EINVAL,
                       "%s \"%s\" at offset %zu: the handle is read-only (PSHM_READONLY); "

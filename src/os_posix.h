@@ -26,7 +26,8 @@
 
 /*
  * A handle. Invariants, for every handle a caller holds: fd >= 0 exactly while
- * buf != NULL (open); every open
+ * open, and an open handle is on the open-handle list; buf != NULL only while
+ * open (NULL too while a PSHM_NOMAP handle is not yet mapped); every open
  * handle holds a shared flock on its block, so a tracker can tell a block in
  * use from a forgotten one; dev/ino identify the block we opened, so a later
  * block reusing the name is never mistaken for it.
@@ -45,6 +46,7 @@ struct pshm_block {
     fast_limits *fast;                        /* of the list this block holds, or NULL */
     size_t lock_end; /* size while open and writable, else 0: lock.c's fast check */
     bool quiet;      /* a named lock: its tracker removes it without a word */
+    bool open;       /* complete and on the open-handle list, until close */
 };
 
 /*

@@ -13,6 +13,10 @@ void t_name(char *buf, size_t cap, const char *tag);
 /* Whether /dev/shm/<name> exists right now. */
 bool t_shm_exists(const char *name);
 
+/* Whether some handle holds /dev/shm/<name> (its shared flock, which every
+ * pshm handle keeps): an exclusive flock is refused right now. */
+bool t_flock_held(const char *name);
+
 /* Wait up to `seconds` for /dev/shm/<name> to disappear; true if it did. */
 bool t_wait_gone(const char *name, double seconds);
 

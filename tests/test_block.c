@@ -254,6 +254,61 @@ Test(block, populate_flag)
     destroy(a);
 }
 
+Test(block, nomap_handle_is_open_and_holds_the_block_until_mapped)
+{
+    char name[64];
+    t_name(name, sizeof name, "nomap");
+    pshm_block *a = create_ok(name, 8192, PSHM_NOMAP), *b;
+    cr_assert_null(pshm_block_buf(a));
+    cr_assert(pshm_block_is_open(a));
+    cr_assert_eq(pshm_block_size(a), 8192);
+    cr_assert(t_flock_held(name), "an unmapped handle must hold its block");
+    cr_assert_eq(pshm_block_reserve(a, 0, 4096), 0, "%s", pshm_last_error());
+    cr_assert_eq(pshm_block_attach(&b, name, PSHM_UNTRACKED), 0);
+    memcpy((char *)pshm_block_buf(b) + 5000, "lazy", 4);
+    char got[4];
+    cr_assert_eq(pshm_block_read(a, 5000, got, 4), 0, "%s", pshm_last_error());
+    cr_assert_eq(memcmp(got, "lazy", 4), 0);
+    cr_assert_eq(pshm_block_map(a), 0, "%s", pshm_last_error());
+    void *buf = pshm_block_buf(a);
+    cr_assert_not_null(buf);
+    cr_assert_eq(memcmp((char *)buf + 5000, "lazy", 4), 0);
+    cr_assert_eq(pshm_block_map(a), 0);
+    cr_assert_eq(pshm_block_buf(a), buf, "a second map must keep the mapping");
+    pshm_block_free(b);
+    cr_assert_eq(pshm_block_close(a), 0);
+    cr_assert_null(pshm_block_buf(a));
+    cr_assert(!t_flock_held(name), "close must release an unmapped handle's hold");
+    cr_assert_eq(pshm_block_map(a), PSHM_ECLOSED);
+    cr_assert(strstr(pshm_last_error(), name), "%s", pshm_last_error());
+    destroy(a);
+}
+
+Test(block, nomap_attach_and_what_refuses_an_unmapped_handle)
+{
+    char name[64];
+    t_name(name, sizeof name, "nomapro");
+    pshm_block *a = create_ok(name, 4096, PSHM_UNTRACKED), *b, *c;
+    memcpy(pshm_block_buf(a), "ro", 2);
+    cr_assert_eq(pshm_block_attach(&b, name, PSHM_NOMAP | PSHM_READONLY | PSHM_UNTRACKED), 0);
+    cr_assert_null(pshm_block_buf(b));
+    cr_assert_eq(pshm_block_map(b), 0, "%s", pshm_last_error());
+    cr_assert_eq(memcmp(pshm_block_buf(b), "ro", 2), 0);
+    cr_assert_eq(pshm_block_reserve(b, 0, 1), PSHM_EINVAL); /* read-only, mapped or not */
+    cr_assert_eq(pshm_block_attach(&c, name, PSHM_NOMAP | PSHM_UNTRACKED), 0);
+    cr_assert_eq(pshm_mutex_init(c, 0), PSHM_EINVAL);
+    cr_assert(strstr(pshm_last_error(), "pshm_block_map"), "%s", pshm_last_error());
+    cr_assert_eq(pshm_block_map(NULL), PSHM_EINVAL);
+    pshm_list *l;
+    pshm_value v = pshm_int(1);
+    cr_assert_eq(pshm_list_create(&l, NULL, &v, 1, PSHM_NOMAP), PSHM_EINVAL);
+    cr_assert(strstr(pshm_last_error(), "PSHM_NOMAP"), "%s", pshm_last_error());
+    cr_assert_eq(pshm_list_attach(&l, name, PSHM_NOMAP), PSHM_EINVAL);
+    pshm_block_free(c);
+    pshm_block_free(b);
+    destroy(a);
+}
+
 Test(block, close_and_unlink_in_either_order_and_twice)
 {
     char name[64];

@@ -499,6 +499,35 @@ Test(tracker, recovers_when_the_tracker_is_killed)
     unlink(p.err);
 }
 
+/* A PSHM_NOMAP handle is open without a mapping: it must still hold the
+ * block (its flock) and be cleaned up after, and a new tracker must still
+ * be told of it. */
+Test(tracker, unmapped_handle_holds_its_block_and_is_cleaned_up)
+{
+    char name[64];
+    make_block(name, sizeof name, "nomap");
+    struct probe p;
+    probe_start(&p, "create", name, "nomap", NULL);
+    cr_assert(t_shm_exists(name));
+    cr_assert(t_flock_held(name), "an unmapped handle does not hold its block");
+    probe_end(&p, SIGKILL);
+    cr_assert(t_wait_gone(name, GONE_WITHIN), "unmapped tracked block leaked");
+    unlink(p.err);
+}
+
+Test(tracker, recovers_when_the_tracker_is_killed_with_an_unmapped_handle)
+{
+    char a[64], b[64];
+    make_block(a, sizeof a, "rna");
+    make_block(b, sizeof b, "rnb");
+    struct probe p;
+    probe_start(&p, "restart", a, b, "nomap");
+    probe_end(&p, SIGKILL);
+    cr_assert(t_wait_gone(b, GONE_WITHIN), "block made after the restart leaked");
+    cr_assert(t_wait_gone(a, GONE_WITHIN), "unmapped block not re-registered: leaked");
+    unlink(p.err);
+}
+
 /* Cleanup is complete; its time is printed (never asserted) for the notes. */
 static void many_blocks(int n)
 {

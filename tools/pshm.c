@@ -736,6 +736,7 @@ static int cmd_create(int argc, char **argv)
         return status;
     if (!args.track)
         args.flags |= PSHM_UNTRACKED;
+    args.flags |= PSHM_NOMAP; /* pshm only holds the block; it never touches the bytes */
     if (!args.hold && !BLOCKS_OUTLIVE_PROCESSES)
         return failf(
             "create: on Windows a block lives only while a process has it open, "
@@ -775,7 +776,7 @@ static int cmd_attach(int argc, char **argv)
     if (!hold)
         return usage_error("attach", "--hold is required");
     pshm_block *block;
-    if (pshm_block_attach(&block, argv[optind], flags) < 0)
+    if (pshm_block_attach(&block, argv[optind], flags | PSHM_NOMAP) < 0) /* a holder only */
         return fail();
     print_line(pshm_block_name(block));
     wait_for_stdin_eof();

@@ -148,8 +148,10 @@ static PyObject *Block_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
     const char *name = utf8_name(name_obj);
     if (name == NULL)
         return NULL;
+    /* Mapped at the first buffer (Block_getbuffer), unless populate asks
+     * for every page now. */
     unsigned flags = (track ? 0 : PSHM_UNTRACKED) | (readonly ? PSHM_READONLY : 0) |
-                     (populate ? PSHM_POPULATE : 0);
+                     (populate ? PSHM_POPULATE : PSHM_NOMAP);
     pshm_block *b = NULL;
     int rc;
     Py_BEGIN_ALLOW_THREADS
@@ -174,6 +176,11 @@ static int Block_getbuffer(BlockObject *self, Py_buffer *view, int flags)
 {
     if (!pshm_block_is_open(self->block)) {
         PyErr_SetString(PyExc_ValueError, "operation on a closed shared memory block");
+        return -1;
+    }
+    int rc = pshm_block_map(self->block); /* 0 at once if mapped */
+    if (rc < 0) {
+        raise_pshm(rc, pshm_block_name(self->block));
         return -1;
     }
     if (PyBuffer_FillInfo(view, (PyObject *)self, pshm_block_buf(self->block),

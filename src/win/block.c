@@ -102,6 +102,7 @@ int pshm_block_create(pshm_block **out, const char *name, size_t size, unsigned 
         return rc;
     }
     b->size = size;
+    b->open = true;
     *out = b;
     return 0;
 }
@@ -137,7 +138,7 @@ static int open_existing(pshm_block *b, const char *what, const char *name)
 
 int pshm_block_attach(pshm_block **out, const char *name, unsigned flags)
 {
-    if (out == NULL || (flags & ~(unsigned)(PSHM_UNTRACKED | PSHM_READONLY | PSHM_POPULATE)))
+    if (out == NULL || (flags & ~(unsigned)ATTACH_FLAGS))
         return err_set(PSHM_EINVAL, "attach \"%s\": NULL handle pointer or invalid flags",
                        name ? name : "(null)");
     *out = NULL;
@@ -150,6 +151,7 @@ int pshm_block_attach(pshm_block **out, const char *name, unsigned flags)
         free(b);
         return rc;
     }
+    b->open = true;
     *out = b;
     return 0;
 }
@@ -197,7 +199,17 @@ int pshm_block_close(pshm_block *b)
     if (b->mapping != NULL && !CloseHandle(b->mapping) && rc == 0)
         rc = err_win(GetLastError(), "close", b->name, "CloseHandle");
     b->mapping = NULL;
+    b->open = false;
     return rc;
+}
+
+/* Windows maps a view at once, PSHM_NOMAP or not (attach learns the size
+ * from the view), so an open handle is always mapped. */
+int block_map(pshm_block *b, const char *what)
+{
+    (void)b;
+    (void)what;
+    return 0;
 }
 
 void pshm_block_free(pshm_block *b)

@@ -26,7 +26,8 @@
 #endif
 
 /*
- * A handle. Invariant: mapping != NULL exactly while buf != NULL (open).
+ * A handle. Invariant: mapping != NULL exactly while buf != NULL (open): a
+ * view is always mapped at once here, PSHM_NOMAP or not.
  * The mapping handle and the view keep the block alive; the kernel frees it
  * when the last handle in any process closes, so there is no tracker.
  */
@@ -37,6 +38,7 @@ struct pshm_block {
     unsigned flags;
     void *mapping;     /* HANDLE of the file mapping */
     fast_limits *fast; /* of the list this block holds, or NULL */
+    bool open;         /* complete, until close */
 };
 
 const uint8_t *os_utf8_check(const uint8_t *s, size_t n);

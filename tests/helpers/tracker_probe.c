@@ -1,7 +1,9 @@
 /*
  * tracker_probe — a program the tracker tests run, kill and watch.
  *
- *   tracker_probe create NAME [untracked]   create, hold
+ *   tracker_probe create NAME [untracked|nomap]
+ *                                           create (untracked, or tracked
+ *                                           and never mapped), hold
  *   tracker_probe attach NAME [untracked]   attach, hold
  *   tracker_probe attach_each NAME...       attach every NAME (default
  *                                           flags: one tracker sees all), hold
@@ -11,9 +13,10 @@
  *   tracker_probe reap NAME                 SIGCHLD handler + waitpid(-1)
  *                                           must never see the tracker
  *   tracker_probe threads PREFIX N          N threads create blocks, hold
- *   tracker_probe restart A B               create A; SIGKILL the tracker;
- *                                           create B (the library must start a
- *                                           new tracker and re-register A); hold
+ *   tracker_probe restart A B [nomap]       create A (never mapped: nomap);
+ *                                           SIGKILL the tracker; create B (the
+ *                                           library must start a new tracker
+ *                                           and re-register A); hold
  *   tracker_probe fresh NAME                on one CPU, create NAME; the moment
  *                                           it returns, its new tracker must
  *                                           ignore SIGTERM and hold nothing in
@@ -67,9 +70,14 @@ static void hold(void)
         pause();
 }
 
-static unsigned track_flag(int argc, char **argv)
+/* The flag named by the optional last word: untracked or nomap. */
+static unsigned flag_word(int argc, char **argv, int at)
 {
-    return argc > 3 && strcmp(argv[3], "untracked") == 0 ? PSHM_UNTRACKED : 0;
+    if (argc <= at)
+        return 0;
+    return strcmp(argv[at], "untracked") == 0 ? PSHM_UNTRACKED
+           : strcmp(argv[at], "nomap") == 0   ? PSHM_NOMAP
+                                              : 0;
 }
 
 static void create_or_die(const char *name, size_t size, unsigned flags)
@@ -77,7 +85,8 @@ static void create_or_die(const char *name, size_t size, unsigned flags)
     pshm_block *b;
     if (pshm_block_create(&b, name, size, flags) < 0)
         die("create");
-    memset(pshm_block_buf(b), 0x5a, size);
+    if (!(flags & PSHM_NOMAP))
+        memset(pshm_block_buf(b), 0x5a, size);
 }
 
 static void many(const char *prefix, int n)
@@ -151,10 +160,10 @@ static void threads(const char *prefix, int n)
         pthread_join(t[i], NULL);
 }
 
-static void restart(const char *a, const char *b)
+static void restart(const char *a, const char *b, unsigned a_flags)
 {
     prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
-    create_or_die(a, 4096, 0);
+    create_or_die(a, 4096, a_flags);
     /* As subreaper we adopt the orphaned tracker, so it is findable as our child. */
     pid_t t = -1;
     for (int i = 0; i < 100 && (t = t_find_child("pshm-tracker")) < 0; i++)
@@ -337,10 +346,10 @@ int main(int argc, char **argv)
     }
     const char *mode = argv[1];
     if (strcmp(mode, "create") == 0) {
-        create_or_die(argv[2], 4096, track_flag(argc, argv));
+        create_or_die(argv[2], 4096, flag_word(argc, argv, 3));
     } else if (strcmp(mode, "attach") == 0) {
         pshm_block *b;
-        if (pshm_block_attach(&b, argv[2], track_flag(argc, argv)) < 0)
+        if (pshm_block_attach(&b, argv[2], flag_word(argc, argv, 3)) < 0)
             die("attach");
     } else if (strcmp(mode, "attach_each") == 0) {
         for (int i = 2; i < argc; i++) {
@@ -361,7 +370,7 @@ int main(int argc, char **argv)
     } else if (strcmp(mode, "threads") == 0 && argc > 3) {
         threads(argv[2], atoi(argv[3]));
     } else if (strcmp(mode, "restart") == 0 && argc > 3) {
-        restart(argv[2], argv[3]);
+        restart(argv[2], argv[3], flag_word(argc, argv, 4));
     } else if (strcmp(mode, "fresh") == 0) {
         if (fresh(argv[2]) != 0)
             return 1;

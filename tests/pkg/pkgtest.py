@@ -10,6 +10,7 @@ ctest sets PSHM (the CLI), PSHM_HELPER_<name> (the C helpers) and a
 PYTHONPATH that finds the built package. Every script ends with one line
 "N passed, M failed[, K skipped]" and exits 1 if anything failed.
 """
+import fcntl
 import gc
 import itertools
 import os
@@ -76,6 +77,19 @@ def wait_for(predicate, seconds=10.0):
 
 def wait_gone(name, seconds=10.0):
     return wait_for(lambda: not shm_exists(name), seconds)
+
+
+def flock_held(name):
+    """Whether some handle holds block NAME (the shared flock every pshm
+    handle keeps): an exclusive flock is refused right now."""
+    fd = os.open(os.path.join(SHM_DIR, name.lstrip("/")), os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
 
 
 def mappings_of(name):

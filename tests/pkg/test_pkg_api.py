@@ -13,7 +13,7 @@ import tempfile
 import unittest
 
 from pkgtest import (CPYTHON, CPYTHON_LIST_LAYOUT_OK, PkgCase, SharedMemory,
-                     SharedMemoryManager, ShareableList, mappings_of, main, managers,
+                     SharedMemoryManager, ShareableList, flock_held, mappings_of, main, managers,
                      needs_track, pshm_only, shared_memory, shm_exists, unique_name)
 
 PROTOCOLS = range(pickle.HIGHEST_PROTOCOL + 1)
@@ -218,7 +218,9 @@ class Blocks(PkgCase):
         # block), not a buffer. (test_pkg_numpy runs the real thing where
         # numpy can be imported.)
         shm = self.block(16)
+        shm.buf  # mapped: pshm maps at the first use of buf
         other = SharedMemory(shm.name)
+        other.buf
         holder = other._block
         with self.assertRaises(BufferError):
             other.close()
@@ -228,14 +230,66 @@ class Blocks(PkgCase):
 
     def test_close_unmaps(self):
         shm = self.block(16, unique_name("maps"))
+        shm.buf[0] = 1
         self.assertEqual(mappings_of(shm.name), 1)
         other = SharedMemory(shm.name)
+        self.assertEqual(other.buf[0], 1)
         self.assertEqual(mappings_of(shm.name), 2)
         other.close()
         self.assertEqual(mappings_of(shm.name), 1)
 
+    @pshm_only
+    def test_block_is_mapped_at_the_first_use_of_buf(self):
+        shm = self.block(16, unique_name("lazy"))
+        other = SharedMemory(shm.name)
+        self.assertEqual(mappings_of(shm.name), 0)
+        self.assertTrue(flock_held(shm.name), "an unmapped handle must hold its block")
+        buf = other.buf
+        self.assertIs(other.buf, buf)
+        self.assertEqual(mappings_of(shm.name), 1)
+        other.close()
+        self.assertIsNone(other.buf)
+        self.assertEqual(mappings_of(shm.name), 0)
+        never = SharedMemory(shm.name)
+        never.close()
+        self.assertIsNone(never.buf)
+        self.assertEqual(mappings_of(shm.name), 0)
+        ro = SharedMemory(shm.name, readonly=True)
+        self.addCleanup(ro.close)
+        self.assertTrue(ro.buf.readonly)
+        populated = SharedMemory(shm.name, populate=True)
+        self.addCleanup(populated.close)
+        self.assertEqual(mappings_of(shm.name), 2, "populate=True maps at once")
+
+    @pshm_only
+    def test_threads_first_using_buf_share_one_view(self):
+        import threading
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # switch threads between any two bytecodes
+        self.addCleanup(sys.setswitchinterval, interval)
+        for _ in range(200):
+            shm = SharedMemory(create=True, size=64)
+            self.track(shm.name)
+            start = threading.Barrier(8)
+            seen = []
+
+            def first_use():
+                start.wait()
+                seen.append(shm.buf)
+
+            threads = [threading.Thread(target=first_use) for _ in range(8)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(len({id(b) for b in seen}), 1)
+            del seen
+            shm.close()  # a second view would be a BufferError here
+            shm.unlink()
+
     def test_garbage_collection_unmaps_without_unlinking(self):
         shm = self.block(16, unique_name("gc"))
+        shm.buf
         other = SharedMemory(shm.name)
         other.buf[0] = 5
         self.assertEqual(mappings_of(shm.name), 2)
