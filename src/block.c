@@ -431,9 +431,9 @@ int pshm_block_create(pshm_block **out, const char *name, size_t size, unsigned 
  * The manager server's blocks: tracked, random name, every page reserved,
  * and handed back closed (the server never maps or holds what it owns).
  * The road of pshm_block_create, less what only a handle that stays open
- * needs: no flock (the descriptor is closed at once, so a lock would prove
- * nothing to a tracker), no mapping, and no ftruncate (fallocate sets the
- * size as it reserves). The pages are reserved before the name is
+ * needs: no mapping, no ftruncate (fallocate sets the size as it
+ * reserves), and the flock only until the name is linked (then the
+ * descriptor is closed). The pages are reserved before the name is
  * linked, so a block that does not fit is never seen by anyone.
  */
 int block_create_closed(pshm_block **out, size_t size)
@@ -447,8 +447,11 @@ int block_create_closed(pshm_block **out, size_t size)
     if (b == NULL)
         return err_set(PSHM_ELIMIT, "create (random name): out of memory");
     random_name(b->name);
-    if ((rc = open_new(b, true)) == 0 && (rc = identify(b)) == 0 &&
-        (rc = block_reserve(b, "create", 0, size)) == 0 && (rc = publish(b, true)) == 0) {
+    /* Locked until published: the tracker keeps the record of a held inode
+     * that has no name yet (tracker.c, making room). */
+    if ((rc = open_new(b, true)) == 0 && (rc = lock_shared(b, "create")) == 0 &&
+        (rc = identify(b)) == 0 && (rc = block_reserve(b, "create", 0, size)) == 0 &&
+        (rc = publish(b, true)) == 0) {
         b->size = size;
         close_fd(b);
         *out = b;

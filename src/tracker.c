@@ -265,7 +265,7 @@ static void build_path(char *path, const char *name)
  * matters: a create registers its block before it links it under its name
  * (docs/tracker.md, point 7), and holds the inode with its shared flock
  * from before the registration until its close, which comes after the
- * link. An inode nobody holds has had its last chance of a name; had we
+ * link (the manager server's blocks too: block_create_closed). An inode nobody holds has had its last chance of a name; had we
  * looked at the name first, a create could link and close in between. */
 
 /* Whether r's name stands for r's block (lstat: check_record opens with
