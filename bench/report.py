@@ -44,7 +44,8 @@ DESCRIPTIONS = {
         "pshm_tracked_nomap: PSHM_NOMAP, never mapped.",
     "block.populate_256MiB.create":
         "Creating a 256 MiB block, ns per whole block: without PSHM_POPULATE "
-        "(pages reserved lazily) and with it (fallocate + MAP_POPULATE fault in every page).",
+        "(pages reserved lazily) and with it (fallocate + MAP_POPULATE fault in every page). "
+        "Each create wakes the family's idle tracker (about 30 µs here; docs/tracker.md, Costs).",
     "block.populate_256MiB.touch":
         "First write to every page of the new 256 MiB block, ns per whole block: "
         "page faults without PSHM_POPULATE, none with it.",
