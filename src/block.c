@@ -235,32 +235,40 @@ static int size_new_block(pshm_block *b, size_t size)
     return 0;
 }
 
-/* Every mapping is made under the lock, on a handle already on the open
- * list: a fork (a new tracker) copies a list that names every mapping. */
-int block_map(pshm_block *b, const char *what)
+/* Map b; the caller holds the lock and b is on the open list, so a fork
+ * (a new tracker) copies a list that names every mapping. */
+static int map_locked(pshm_block *b, const char *what)
 {
     int prot = (b->flags & PSHM_READONLY) ? PROT_READ : PROT_READ | PROT_WRITE;
     int mflags = MAP_SHARED | ((b->flags & PSHM_POPULATE) ? MAP_POPULATE : 0);
-    global_lock();
     void *p = mmap(NULL, b->size, prot, mflags, b->fd, 0);
-    if (p != MAP_FAILED) {
-        b->buf = p;
-        b->lock_end = (b->flags & PSHM_READONLY) ? 0 : b->size;
-    }
+    if (p == MAP_FAILED)
+        return err_errno(errno, what, b->name, "mmap");
+    b->buf = p;
+    b->lock_end = (b->flags & PSHM_READONLY) ? 0 : b->size;
+    return 0;
+}
+
+int block_map(pshm_block *b, const char *what)
+{
+    global_lock();
+    int rc = map_locked(b, what);
     global_unlock();
-    return p == MAP_FAILED ? err_errno(errno, what, b->name, "mmap") : 0;
+    return rc;
 }
 
 /* The handle is complete: it enters the open-handle list (a new tracker
  * is told of every tracked handle on it) and is mapped, unless the caller
- * asked for PSHM_NOMAP. A failure to map leaves it open: free it. */
+ * asked for PSHM_NOMAP, under one hold of the lock. A failure to map
+ * leaves it open: free it. */
 static int enter_open(pshm_block *b, const char *what)
 {
     global_lock();
     open_list_add(b);
     b->open = true;
+    int rc = (b->flags & PSHM_NOMAP) ? 0 : map_locked(b, what);
     global_unlock();
-    return (b->flags & PSHM_NOMAP) ? 0 : block_map(b, what);
+    return rc;
 }
 
 static void close_fd(pshm_block *b)
