@@ -30,6 +30,23 @@ bool t_shm_exists(const char *name)
     return stat(path, &st) == 0;
 }
 
+bool t_proc_status(pid_t pid, const char *field, char *value, size_t cap)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
+    FILE *f = fopen(path, "r");
+    size_t len = strlen(field);
+    bool found = false;
+    while (f != NULL && !found && fgets(line, sizeof line, f) != NULL) {
+        found = strncmp(line, field, len) == 0 && line[len] == ':';
+        if (found)
+            snprintf(value, cap, "%s", line + len + 1 + strspn(line + len + 1, " \t"));
+    }
+    if (f != NULL)
+        fclose(f);
+    return found;
+}
+
 bool t_flock_held(const char *name)
 {
     char path[512];

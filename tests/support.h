@@ -39,6 +39,10 @@ bool t_read_line(int fd, char *buf, size_t cap, double seconds);
 /* waitpid with a timeout in seconds; returns the raw status or -1. */
 int t_wait(pid_t pid, double seconds);
 
+/* The value of `field` ("VmRSS", "SigIgn", ...) in /proc/PID/status, as
+ * text without the leading blanks, into value; false if there is none. */
+bool t_proc_status(pid_t pid, const char *field, char *value, size_t cap);
+
 /* The pid of a child of this process whose name (comm, as /proc/PID/stat
  * gives it, e.g. "pshm-tracker") is `comm`, or -1 if there is none. */
 pid_t t_find_child(const char *comm);

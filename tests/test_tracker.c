@@ -308,17 +308,8 @@ static double now(void)
 /* A field of /proc/PID/status in kB ("VmRSS", "VmHWM"), or -1. */
 static long status_kb(pid_t pid, const char *field)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)pid);
-    FILE *f = fopen(path, "r");
-    size_t len = strlen(field);
-    long kb = -1;
-    while (f != NULL && kb < 0 && fgets(line, sizeof line, f) != NULL)
-        if (strncmp(line, field, len) == 0 && line[len] == ':')
-            kb = atol(line + len + 1);
-    if (f != NULL)
-        fclose(f);
-    return kb;
+    char value[64];
+    return t_proc_status(pid, field, value, sizeof value) ? atol(value) : -1;
 }
 
 /* The child of memory_stays_bounded_...: make LIVE tracked blocks and hold

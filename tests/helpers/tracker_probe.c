@@ -193,15 +193,9 @@ static pid_t only_child(void)
 /* Whether the tracker's status says it ignores SIGTERM. */
 static bool ignores_sigterm(pid_t t)
 {
-    char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/status", (int)t);
-    FILE *f = fopen(path, "r");
-    unsigned long long ign = 0;
-    while (f != NULL && fgets(line, sizeof line, f) != NULL)
-        if (sscanf(line, "SigIgn: %llx", &ign) == 1)
-            break;
-    if (f != NULL)
-        fclose(f);
+    char value[64];
+    unsigned long long ign =
+        t_proc_status(t, "SigIgn", value, sizeof value) ? strtoull(value, NULL, 16) : 0;
     return (ign >> (SIGTERM - 1)) & 1;
 }
 
